@@ -1,16 +1,21 @@
 """Time per training step of Kim et al.'s meta task weighting against fixed weights.
 
 WRN-16-4 with the four tasks of Kim's meta run (rotation, deblurring, colorization,
-reconstruction), one step = task views + one concatenated forward, main CE, weighting, backward,
-SGD step. Modes, all in the same run on identical data and initial weights:
+reconstruction), one step = task views + trunk forward, main CE, weighting, backward, SGD step.
+Modes, all in the same run on identical data and initial weights:
 
-- ``fixed``: constant lambda (the baseline);
-- ``meta``: :class:`ssrobust.weighting.meta.MetaWeighting` (first-order meta-gradient, real step
-  assembled from the stored per-loss gradients);
-- ``meta_backward``: the same with ``reuse_grads=False`` (the loop's backward recomputes the real
+- ``fixed``: constant lambda, one concatenated forward of all views (the baseline; what
+  ``task_forward: auto`` does for fixed weights);
+- ``fixed_separate``: the same with one forward per view group (``task_forward: separate``);
+- ``meta``: :class:`ssrobust.weighting.meta.MetaWeighting` as the training loop runs it
+  (``task_forward: auto`` = one forward per view group, so each task's gradient only traverses
+  its own views; first-order meta-gradient; real step assembled from the per-loss gradients);
+- ``meta_joint``: the same on one concatenated forward (every per-loss gradient traverses all
+  views: the previous default);
+- ``meta_backward``: ``meta`` with ``reuse_grads=False`` (the loop's backward recomputes the real
   gradient) -- shows what the gradient reuse saves;
-- ``second_order``: :func:`meta_gradient_second_order` (``create_graph`` through the virtual step),
-  then the real step;
+- ``second_order``: :func:`meta_gradient_second_order` (``create_graph`` through the virtual step,
+  one concatenated forward, as Kim's code differentiates), then the real step;
 - ``meta_every<n>`` (with ``--meta-every n``, n > 1): ``meta`` with a meta update every n-th step
   only (time it over a multiple of n steps).
 
@@ -47,7 +52,9 @@ from ssrobust.weighting.base import FixedWeighting, StepContext, Weighting
 from ssrobust.weighting.meta import MetaWeighting, meta_gradient, meta_gradient_second_order
 
 TASK_NAMES = ("rotation", "deblurring", "colorization", "reconstruction")
-MODES = ("fixed", "meta", "meta_backward", "second_order")
+MODES = ("fixed", "fixed_separate", "meta", "meta_joint", "meta_backward", "second_order")
+DEFAULT_MODES = ("fixed", "fixed_separate", "meta", "meta_joint", "second_order")
+SEPARATE = ("fixed_separate", "meta", "meta_backward")  # modes with one forward per view group
 EVERY_PREFIX = "meta_every"
 
 
@@ -62,11 +69,12 @@ class Setup:
 
     def __init__(self, mode: str, model: torch.nn.Module, tasks: torch.nn.ModuleDict, args) -> None:
         self.mode = mode
+        self.joint = mode not in SEPARATE and not mode.startswith(EVERY_PREFIX)
         self.model = copy.deepcopy(model)
         self.tasks = copy.deepcopy(tasks)
         weights = {n: 0.5 for n in TASK_NAMES}
         self.weighting: Weighting
-        if mode == "fixed":
+        if mode.startswith("fixed"):
             self.weighting = FixedWeighting(weights)
         else:  # second_order uses MetaWeighting only as the lambda holder + combine
             every = int(mode[len(EVERY_PREFIX):]) if mode.startswith(EVERY_PREFIX) else 1
@@ -78,7 +86,7 @@ class Setup:
     def step(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, lr: float,
              val: Callable[[int], tuple[torch.Tensor, torch.Tensor]], step: int) -> None:
         tasks = dict(self.tasks.items())
-        clean, aux = forward_with_tasks(self.model, x, tasks, gen)
+        clean, aux = forward_with_tasks(self.model, x, tasks, gen, joint=self.joint)
         main = F.cross_entropy(self.model.forward_head(clean), y)
         w = self.weighting
         if self.mode == "second_order":
@@ -100,10 +108,11 @@ class Setup:
 
 def agreement(model: torch.nn.Module, tasks: torch.nn.ModuleDict, x: torch.Tensor, y: torch.Tensor,
               pool: tuple[torch.Tensor, torch.Tensor], lr: float) -> dict:
-    """First-order and second-order dL_meta/dlambda on the same step (float32), and their max
-    relative difference."""
+    """First-order and second-order dL_meta/dlambda on the same step (float32, one forward per
+    view group as in ``meta``), and their max relative difference."""
     model, tasks = copy.deepcopy(model), copy.deepcopy(tasks)
-    clean, aux = forward_with_tasks(model, x, dict(tasks.items()), torch.Generator().manual_seed(0))
+    clean, aux = forward_with_tasks(model, x, dict(tasks.items()), torch.Generator().manual_seed(0),
+                                    joint=False)
     main = F.cross_entropy(model.forward_head(clean), y)
     losses = [aux[n] for n in TASK_NAMES]
     lam = torch.full((len(TASK_NAMES),), 0.5)
@@ -168,8 +177,8 @@ def main() -> None:
     p.add_argument("--widen", type=int, default=4, help="WRN widen factor (4 as in the target)")
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    p.add_argument("--meta-every", type=int, default=4,
+    p.add_argument("--modes", nargs="+", default=list(DEFAULT_MODES), choices=MODES)
+    p.add_argument("--meta-every", type=int, default=1,
                    help="also time meta with a meta update every n steps (1: skip this mode)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/meta_step.json"))

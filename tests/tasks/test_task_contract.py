@@ -79,3 +79,36 @@ def test_task_loss_decreases_when_trained(name: str):
         history.append(float(losses[name].detach()))
     first, last = sum(history[:3]) / 3, sum(history[-3:]) / 3
     assert last < 0.8 * first, f"{name}: loss {first:.4f} -> {last:.4f}"
+
+
+def test_joint_and_separate_view_forwards():
+    """BN in eval mode: both ways give the same losses. BN in train mode, separate views: a task's
+    loss and gradient depend only on its own views (and the clean batch if it reads it), so adding
+    another task changes nothing; in the joint forward it does (shared batch statistics)."""
+    torch.manual_seed(0)
+    model = create_model("tiny", 10, width=8)
+    tasks = {n: build_task(n, model.num_features, **SMALL_OPTIONS.get(n, {}))
+             for n in ("colorization", "rotation", "jigsaw")}
+    x = structured_images(4, seed=1)
+    model.eval()
+    for t in tasks.values():
+        t.eval()
+    _, joint = forward_with_tasks(model, x, tasks, torch.Generator().manual_seed(0), joint=True)
+    _, sep = forward_with_tasks(model, x, tasks, torch.Generator().manual_seed(0), joint=False)
+    for n in tasks:
+        torch.testing.assert_close(joint[n], sep[n], rtol=1e-5, atol=1e-6)
+
+    model.train()
+    for t in tasks.values():
+        t.train()
+    only = {"colorization": tasks["colorization"]}  # first in both dicts: same generator draws
+    for joint_views, should_match in ((False, True), (True, False)):
+        _, alone = forward_with_tasks(model, x, only, torch.Generator().manual_seed(0), joint=joint_views)
+        _, withal = forward_with_tasks(model, x, tasks, torch.Generator().manual_seed(0), joint=joint_views)
+        assert torch.allclose(alone["colorization"], withal["colorization"], rtol=1e-6) == should_match
+    # Separate views: the clean features do not enter jigsaw's graph, but they do enter rotation's
+    # (its 0-degree copy is the clean batch).
+    clean, sep = forward_with_tasks(model, x, tasks, torch.Generator().manual_seed(0), joint=False)
+    assert torch.autograd.grad(sep["jigsaw"], clean, retain_graph=True, allow_unused=True)[0] is None
+    g_rot, = torch.autograd.grad(sep["rotation"], clean, retain_graph=True)
+    assert g_rot.abs().sum() > 0

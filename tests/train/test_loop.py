@@ -117,3 +117,32 @@ def test_bf16_autocast_path_trains(tmp_path):
     cfg = make_config(tiny_run_config(tmp_path, precision="bf16", epochs=1, channels_last=True))
     res = json.loads((fit(cfg) / "results.json").read_text())
     assert res["meta"]["precision"] == "bf16" and 0 <= res["suites"]["clean"]["accuracy"] <= 1
+
+
+def test_task_forward_resolution_and_validation(tmp_path):
+    """auto: joint for fixed weights, separate for first-order meta; explicit values win."""
+    with pytest.raises(ConfigError, match="task_forward"):
+        make_config(tiny_run_config(tmp_path, task_forward="sideways"))
+    cases = [("fixed", "auto", "joint"), ("fixed", "separate", "separate"),
+             ("meta", "joint", "joint")]
+    for i, (weighting, mode, expected) in enumerate(cases):
+        cfg = tiny_run_config(tmp_path, name=f"tf{i}", epochs=1, tasks=["rotation:0.5"],
+                              task_forward=mode, weighting={"name": weighting}, eval={"suites": []})
+        run = fit(make_config(cfg))
+        assert json.loads((run / "meta.json").read_text())["task_forward"] == expected
+
+
+def test_run_written_before_an_option_existed_still_resumes(tmp_path):
+    """A stored config.yaml that lacks a later-added key (here task_forward) resolves to the same
+    config, so the run is resumed instead of refused; a real difference is still refused."""
+    cfg = tiny_run_config(tmp_path, epochs=2)
+    fit(make_config(cfg), stop_after=1)
+    path = tmp_path / "runs" / "tiny" / "config.yaml"
+    text = path.read_text()
+    assert "task_forward: auto\n" in text
+    path.write_text(text.replace("task_forward: auto\n", ""))
+    run = fit(make_config(cfg))
+    assert json.loads((run / "meta.json").read_text())["resumed_from_epoch"] == 1
+    assert path.read_text() == text  # rewritten in full
+    with pytest.raises(ConfigError, match="different config"):
+        fit(make_config(dict(cfg, seed=5)))

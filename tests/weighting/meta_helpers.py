@@ -35,14 +35,16 @@ class Problem:
     y: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    joint: bool = True  # one concatenated trunk forward, or one per view group
 
     def losses(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Main CE and task losses of the training batch (same task views on every call)."""
-        clean, aux = forward_with_tasks(self.model, self.x, self.tasks, torch.Generator().manual_seed(0))
+        clean, aux = forward_with_tasks(self.model, self.x, self.tasks, torch.Generator().manual_seed(0),
+                                        joint=self.joint)
         return F.cross_entropy(self.model.forward_head(clean), self.y), aux
 
 
-def make_problem(train_mode: bool = True, seed: int = 0) -> Problem:
+def make_problem(train_mode: bool = True, seed: int = 0, joint: bool = True) -> Problem:
     torch.manual_seed(seed)
     model = create_model("tiny", 3, width=4).double()
     tasks = {
@@ -56,4 +58,4 @@ def make_problem(train_mode: bool = True, seed: int = 0) -> Problem:
     model.train(train_mode)
     g = torch.Generator().manual_seed(seed + 1)
     return Problem(model, tasks, images(4, seed + 2), torch.randint(0, 3, (4,), generator=g),
-                   images(5, seed + 3), torch.randint(0, 3, (5,), generator=g))
+                   images(5, seed + 3), torch.randint(0, 3, (5,), generator=g), joint)

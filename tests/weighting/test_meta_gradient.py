@@ -29,9 +29,10 @@ def _meta_loss_at(problem, lam: torch.Tensor) -> float:
         return float(F.cross_entropy(virtual(problem.x_val), problem.y_val))
 
 
-@pytest.mark.parametrize("train_mode", [True, False], ids=["bn-train", "bn-eval"])
-def test_meta_gradient_matches_finite_differences_and_second_order(train_mode):
-    problem = make_problem(train_mode)
+@pytest.mark.parametrize("train_mode,joint", [(True, True), (False, True), (True, False)],
+                         ids=["bn-train", "bn-eval", "bn-train-separate-views"])
+def test_meta_gradient_matches_finite_differences_and_second_order(train_mode, joint):
+    problem = make_problem(train_mode, joint=joint)
     lam = torch.tensor([0.5, 0.3, 0.8], dtype=torch.float64)
     main, aux = problem.losses()
     losses = [aux[n] for n in TASK_NAMES]

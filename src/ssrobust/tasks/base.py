@@ -10,7 +10,11 @@ A pretext task is an ``nn.Module`` that owns its head. Each training step it
 :func:`forward_with_tasks` concatenates the clean batch with every task's images into **one**
 trunk forward, so tasks that share a view share its forward pass (rotation's 0-degree copy is
 the clean batch; reconstruction decodes the clean features), and BatchNorm sees one batch.
-New tasks register under ``TASKS`` and need no change to the training loop.
+With ``joint=False`` the clean batch and each task's images get their own forward instead
+(BatchNorm statistics per view group, as in Kim et al.'s code): the graphs are then disjoint, so
+the gradient of one task's loss only traverses that task's views -- which is what makes per-task
+gradients (meta weighting) cheap. New tasks register under ``TASKS`` and need no change to the
+training loop.
 """
 
 from __future__ import annotations
@@ -62,28 +66,31 @@ def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
 
 
 def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, PretextTask],
-                       generator: torch.Generator | None = None
+                       generator: torch.Generator | None = None, joint: bool = True
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One concatenated trunk forward for the clean batch and all task views.
+    """Trunk forward of the clean batch and all task views, then every task's loss.
 
     Args:
         model: a backbone with ``forward_features``.
         x: clean (or adversarial) batch ``[B, 3, H, W]`` in [0, 1].
         tasks: name -> task.
+        joint: True: one concatenated forward (BatchNorm sees all views together). False: one
+            forward for the clean batch and one per task with images (disjoint graphs).
     Returns:
         ``(clean_features [B, D], {task name: scalar loss})``.
     """
     batches = {name: task.prepare(x, generator) for name, task in tasks.items()}
-    parts = [x] + [b.inputs for b in batches.values() if b.inputs is not None]
-    feats = model.forward_features(torch.cat(parts) if len(parts) > 1 else x)
-    clean = feats[: x.shape[0]]
+    views = [b.inputs for b in batches.values() if b.inputs is not None]
+    if joint:
+        feats = model.forward_features(torch.cat([x, *views]) if views else x)
+        sizes = [x.shape[0]] + [v.shape[0] for v in views]
+        clean, *view_feats = feats.split(sizes)
+    else:
+        clean = model.forward_features(x)
+        view_feats = [model.forward_features(v) for v in views]
     losses: dict[str, torch.Tensor] = {}
-    offset = x.shape[0]
+    it = iter(view_feats)
     for name, task in tasks.items():
         b = batches[name]
-        f = None
-        if b.inputs is not None:
-            f = feats[offset: offset + b.inputs.shape[0]]
-            offset += b.inputs.shape[0]
-        losses[name] = task.loss(f, clean, b)
+        losses[name] = task.loss(next(it) if b.inputs is not None else None, clean, b)
     return clean, losses

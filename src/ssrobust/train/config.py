@@ -8,6 +8,8 @@ from typing import Any
 from ..data.base import DataConfig
 from ..errors import ConfigError
 
+TASK_FORWARDS = ("auto", "joint", "separate")
+
 
 @dataclass
 class ModelConfig:
@@ -53,7 +55,11 @@ class RunConfig:
     """One training run. ``tasks`` are ``"name:weight"`` strings (weight defaults to 0.5), with
     constructor options per task in ``task_options`` (e.g. ``{rotation: {separate_clean: true}}``).
     ``init_from``: a run directory (or its ``model.pt``) whose backbone, and the heads of the tasks
-    both runs have, initialise this run (e.g. rotation-only pretraining, then fine-tuning)."""
+    both runs have, initialise this run (e.g. rotation-only pretraining, then fine-tuning).
+    ``task_forward``: ``joint`` (one concatenated trunk forward for the batch and all task views;
+    BatchNorm sees them together), ``separate`` (one forward per view group; each task's gradient
+    only traverses its own views) or ``auto`` (``separate`` when the weighting needs per-task
+    gradients, i.e. first-order ``meta``; ``joint`` otherwise)."""
 
     name: str = "run"
     out_dir: str = "runs"
@@ -73,8 +79,12 @@ class RunConfig:
     strategy: ComponentConfig = field(default_factory=lambda: ComponentConfig("standard"))
     eval: EvalConfig = field(default_factory=EvalConfig)
     init_from: str | None = None
+    task_forward: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.task_forward not in TASK_FORWARDS:
+            raise ConfigError(f"task_forward must be one of {', '.join(TASK_FORWARDS)}, "
+                              f"got {self.task_forward!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
         if self.data.batch_size < 1:

@@ -43,6 +43,13 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0) 
     return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+def resolve_task_forward(task_forward: str, weighting: Weighting) -> str:
+    """``joint`` or ``separate`` for ``RunConfig.task_forward`` (``auto`` asks the weighting)."""
+    if task_forward == "auto":
+        return "separate" if weighting.wants_separate_views() else "joint"
+    return task_forward
+
+
 def build_network(cfg: RunConfig, num_classes: int) -> Network:
     try:
         model = create_model(cfg.model.name, num_classes, **cfg.model.kwargs)
@@ -138,6 +145,7 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     weighting = build_weighting(cfg.weighting.name, cfg.task_weights(), **cfg.weighting.options).to(device)
+    net.joint_views = resolve_task_forward(cfg.task_forward, weighting) == "joint"
     strategy = build_strategy(cfg.strategy.name, **cfg.strategy.options)
     optimizer = build_optimizer(cfg, net, weighting)
     scaler = make_grad_scaler(device, precision)
@@ -154,6 +162,7 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     if rank == 0:
         meta = make_meta(cfg, str(device), precision, world)
         meta["resumed_from_epoch"] = state.epoch if resume else None
+        meta["task_forward"] = "joint" if net.joint_views else "separate"
         write_json(run_dir / "meta.json", meta)
     log = MetricsLog(run_dir / METRICS, keep_before_epoch=state.epoch if resume else None, enabled=rank == 0)
     missing = [k for k in strategy.batch_extras if k not in splits.train.extras]

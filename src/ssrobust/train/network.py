@@ -1,7 +1,9 @@
 """The module the optimizer trains: a backbone plus its pretext-task heads.
 
 Wrapping both in one module lets DDP synchronize the task heads' gradients with the trunk's and
-makes a checkpoint one state dict.
+makes a checkpoint one state dict. ``joint_views`` chooses between one concatenated trunk forward
+for the clean batch and all task views (default) and one forward per view group (see
+:func:`~ssrobust.tasks.base.forward_with_tasks`); the loop sets it from ``RunConfig.task_forward``.
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ MainLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class Network(nn.Module):
-    def __init__(self, model: nn.Module, tasks: dict[str, nn.Module]) -> None:
+    def __init__(self, model: nn.Module, tasks: dict[str, nn.Module], joint_views: bool = True) -> None:
         super().__init__()
         self.model = model
         self.tasks = nn.ModuleDict(tasks)
+        self.joint_views = joint_views
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None = None,
                 main_loss: MainLoss | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Returns ``(logits [B, K] float32, main loss, {task: loss})`` from one trunk forward.
+        """Returns ``(logits [B, K] float32, main loss, {task: loss})`` from the trunk forward(s).
 
         ``main_loss(logits, y)`` defaults to cross-entropy; strategies such as TRADES pass their own.
         """
-        feats, aux = forward_with_tasks(self.model, x, dict(self.tasks.items()), generator)
+        feats, aux = forward_with_tasks(self.model, x, dict(self.tasks.items()), generator,
+                                       joint=self.joint_views)
         logits = self.model.forward_head(feats).float()
         loss = F.cross_entropy(logits, y) if main_loss is None else main_loss(logits, y)
         return logits, loss, {k: v.float() for k, v in aux.items()}

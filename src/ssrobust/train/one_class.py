@@ -136,7 +136,8 @@ class OneClassOutlierExposure(Strategy):
             raise ConfigError(f"one_class_oe: task {self.task!r} is not among the run's tasks "
                               f"({', '.join(tasks) or 'none'})")
         tasks[_OE_KEY] = _OutlierViews(tasks[self.task], self.sample)
-        feats, losses = forward_with_tasks(core.model, x, tasks, generator)  # type: ignore[arg-type]
+        feats, losses = forward_with_tasks(core.model, x, tasks, generator,  # type: ignore[arg-type]
+                                           joint=core.joint_views)
         logits = core.model.forward_head(feats).float()
         oe = losses.pop(_OE_KEY).float()
         main = _no_classifier_loss(logits, y) + self.weight * oe

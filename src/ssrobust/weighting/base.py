@@ -56,6 +56,11 @@ class Weighting(nn.Module):
     def before_step(self, ctx: StepContext) -> None:
         return None
 
+    def wants_separate_views(self) -> bool:
+        """Whether this weighting takes one gradient per task loss, which is cheaper when each task's
+        views have their own trunk forward (``task_forward: auto`` follows this)."""
+        return False
+
 
 @WEIGHTINGS.register("fixed")
 class FixedWeighting(Weighting):

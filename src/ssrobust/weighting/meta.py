@@ -174,6 +174,9 @@ class MetaWeighting(Weighting):
     def weights(self) -> dict[str, float]:
         return {n: float(v) for n, v in zip(self.task_names, self.lam.tolist())}
 
+    def wants_separate_views(self) -> bool:
+        return self.method == "first_order" and bool(self.task_names)
+
     def before_step(self, ctx: StepContext) -> None:
         self._pending = None
         if not self.task_names or ctx.epoch < self.warmup_epochs or ctx.step % self.meta_every:
