@@ -146,3 +146,16 @@ def test_run_written_before_an_option_existed_still_resumes(tmp_path):
     assert path.read_text() == text  # rewritten in full
     with pytest.raises(ConfigError, match="different config"):
         fit(make_config(dict(cfg, seed=5)))
+
+
+def test_ensure_run_reuses_a_finished_run_and_refuses_another_config(tmp_path):
+    from ssrobust.train import ensure_run
+
+    cfg = make_config(tiny_run_config(tmp_path, epochs=1))
+    first = ensure_run(cfg)
+    model = tmp_path / "runs" / "tiny" / "model.pt"
+    stamp = model.stat().st_mtime_ns
+    again = ensure_run(cfg)
+    assert again == first and model.stat().st_mtime_ns == stamp  # not retrained
+    with pytest.raises(ConfigError, match="different config"):
+        ensure_run(make_config(tiny_run_config(tmp_path, epochs=1, seed=3)))

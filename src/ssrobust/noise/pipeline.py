@@ -34,7 +34,8 @@ from ..data.base import DatasetSplits, LabelNoiseConfig, load_splits
 from ..errors import ConfigError
 from ..registry import Registry
 from ..train.config import ComponentConfig, RunConfig
-from ..train.rundir import CONFIG, RESULTS, config_yaml, read_json, write_json
+from ..train.loop import ensure_run
+from ..train.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
 from .correction import estimate_corruption_matrix, estimate_forward_matrix
 
@@ -129,23 +130,6 @@ def _run_config(base: RunConfig, name: str, out_dir: Path, *, tasks: list[str],
         eval=dataclasses.replace(ev, suites=suites, options=options),
         task_options={k: v for k, v in base.task_options.items()
                       if k in {t.partition(":")[0].strip() for t in tasks}})
-
-
-def ensure_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, Any]:
-    """Train ``cfg`` unless its run directory already holds results; return ``results.json``.
-
-    An unfinished run resumes from its checkpoint (inside :func:`~ssrobust.train.loop.fit`); a
-    finished one with another config raises rather than mixing two experiments.
-    """
-    from ..train.loop import fit
-
-    run_dir = Path(cfg.out_dir) / cfg.name
-    if (run_dir / RESULTS).is_file():
-        if (run_dir / CONFIG).read_text() != config_yaml(cfg):
-            raise ConfigError(f"{run_dir} holds a finished run with a different config; use "
-                              f"another sweep folder (--out) or delete that run")
-        return read_json(run_dir / RESULTS)
-    return read_json(fit(cfg, splits=splits) / RESULTS)
 
 
 def _pretrain(base: RunConfig, out_dir: Path, settings: SweepSettings) -> str | None:

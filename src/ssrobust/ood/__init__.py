@@ -5,6 +5,7 @@ positive class of the metrics.
 """
 
 from .datasets import SYNTHETIC_OOD, as_ood_images, make_ood_set, split_classes
+from .image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path
 from .metrics import auroc, average_precision, fpr_at_tpr, metrics, roc_curve, roc_points
 from .one_class import auroc_table, one_class_metrics, one_class_scores
 from .scores import (OOD_SCORES, OODScore, ScoreInputs, build_score, compute_score_inputs,
@@ -13,6 +14,7 @@ from .transforms import apply_transform, geometric_transforms, transform_per_sam
 
 __all__ = [
     "SYNTHETIC_OOD", "as_ood_images", "make_ood_set", "split_classes",
+    "ImageSetConfig", "image_set_config", "load_image_set", "read_image_path",
     "auroc", "average_precision", "fpr_at_tpr", "metrics", "roc_curve", "roc_points",
     "auroc_table", "one_class_metrics", "one_class_scores",
     "OOD_SCORES", "OODScore", "ScoreInputs", "build_score", "compute_score_inputs", "score_batch",

@@ -9,7 +9,7 @@ paper's method) and/or ``rotnet`` (RotNet, with a ``rotation`` task). The one-cl
 (Schölkopf et al. 1999) runs on the raw pixels of the same training images. Table 3 of the paper
 reports the per-class AUROC and the mean over the ten CIFAR-10 classes.
 
-Sweeps are resumable: a finished run is reused (:func:`~ssrobust.noise.pipeline.ensure_run`), an
+Sweeps are resumable: a finished run is reused (:func:`~ssrobust.train.loop.ensure_run`), an
 interrupted one resumes from its checkpoint, OC-SVM results are cached per class
 (``ocsvm/class_<c>.json``), and ``sweep.json`` is rewritten after every class, keeping what earlier
 invocations recorded (so the plain and the OE sweep fill one table).
@@ -164,7 +164,7 @@ def _ocsvm_for_class(cfg: RunConfig, c: int, out_dir: Path, settings: OCSVMSetti
 def _class_record(cfg: RunConfig, c: int, out_dir: Path, oe: bool,
                   ocsvm: OCSVMSettings | None) -> dict[str, Any]:
     """Train (or reuse) the run of class ``c`` and collect its one-class metrics."""
-    from ..noise.pipeline import ensure_run
+    from ..train.loop import ensure_run
 
     done = (out_dir / cfg.name / RESULTS).is_file()
     splits = None if done else load_splits(cfg.data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import DatasetSplits, load_splits
 from ..data.loader import DeviceLoader, to_device_uint8
+from ..errors import ConfigError
 from ..models.base import create_model
 from ..tasks.base import build_task
 from ..weighting.base import StepContext, Weighting, build_weighting
@@ -22,7 +24,8 @@ from .checkpoint import load_checkpoint, load_state_strict, save_atomic
 from .config import RunConfig
 from .network import Network
 from .precision import autocast_context, make_grad_scaler, resolve_precision
-from .rundir import CHECKPOINT, METRICS, MODEL, MetricsLog, make_meta, prepare_run_dir, write_json
+from .rundir import (CHECKPOINT, CONFIG, METRICS, MODEL, RESULTS, MetricsLog, make_meta, prepare_run_dir,
+                     same_config, write_json)
 from .strategies import build_strategy
 
 
@@ -286,3 +289,18 @@ def _throughput(run_dir: Path) -> float | None:
 
     recs = [r["images_per_sec"] for r in read_metrics(run_dir) if r.get("kind") == "epoch"]
     return sum(recs) / len(recs) if recs else None
+
+
+def ensure_run(cfg: RunConfig, splits: DatasetSplits | None = None) -> dict[str, Any]:
+    """Train ``cfg`` unless its run directory already holds results; return ``results.json``.
+
+    Sweeps use it to be resumable: an unfinished run resumes from its checkpoint (inside
+    :func:`fit`); a finished one with another config raises rather than mixing two experiments.
+    """
+    run_dir = Path(cfg.out_dir) / cfg.name
+    if (run_dir / RESULTS).is_file():
+        if not same_config((run_dir / CONFIG).read_text(), cfg):
+            raise ConfigError(f"{run_dir} holds a finished run with a different config; use "
+                              f"another sweep folder (--out) or delete that run")
+        return json.loads((run_dir / RESULTS).read_text())
+    return json.loads((fit(cfg, splits=splits) / RESULTS).read_text())

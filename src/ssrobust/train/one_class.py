@@ -14,7 +14,7 @@ views join the in-distribution batch and its task views in **one** trunk forward
 normalizes both with one set of batch statistics, like the Outlier Exposure code that
 concatenates in- and out-distribution batches. ``weight`` defaults to that code's 0.5.
 
-The outlier set (an :class:`~ssrobust.eval.ood.ImageSetConfig`; default split ``train``) is
+The outlier set (an :class:`~ssrobust.ood.image_sets.ImageSetConfig`; default split ``train``) is
 loaded at the first step and must have the training images' size. The joint forward uses the
 unwrapped network, so this strategy trains in one process (a DDP-wrapped network raises).
 """
@@ -74,7 +74,7 @@ class OneClassOutlierExposure(Strategy):
     def __init__(self, outliers: Mapping[str, Any] | None = None, weight: float = 0.5,
                  batch_size: int | None = None, task: str = "rotation_translation",
                  augment: bool = True) -> None:
-        from ..eval.ood import image_set_config
+        from ..ood.image_sets import image_set_config
 
         if outliers is None:
             raise ConfigError("strategy one_class_oe needs options.outliers, e.g. {source: cifar100, "
@@ -93,7 +93,7 @@ class OneClassOutlierExposure(Strategy):
         """The outlier set as uint8 ``[N, 3, H, W]`` on ``like``'s device (loaded once)."""
         if self._images is None or self._images.device != like.device:
             from ..data.loader import to_device_uint8
-            from ..eval.ood import load_image_set
+            from ..ood.image_sets import load_image_set
 
             size = (int(like.shape[2]), int(like.shape[3]))
             images = load_image_set(self.outliers, size, "one_class_oe outliers")

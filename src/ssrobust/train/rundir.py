@@ -95,7 +95,7 @@ def make_meta(cfg: RunConfig, device: str, precision: str, world: int) -> dict[s
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def _same_config(text: str, cfg: RunConfig) -> bool:
+def same_config(text: str, cfg: RunConfig) -> bool:
     """Whether a stored ``config.yaml`` resolves to ``cfg`` (it may predate options added later,
     whose defaults then fill in)."""
     try:
@@ -115,7 +115,7 @@ def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> tuple[Path, bool
     if run_dir.exists() and (run_dir / CONFIG).exists() and not overwrite:
         old = (run_dir / CONFIG).read_text()
         if old != text:
-            if not _same_config(old, cfg):
+            if not same_config(old, cfg):
                 raise ConfigError(f"run directory {run_dir} holds a run with a different config; "
                                   f"choose another name= or out_dir=, or pass --overwrite")
             write_text_atomic(run_dir / CONFIG, text)  # the same run, with newer keys spelled out

@@ -12,7 +12,7 @@ from PIL import Image
 from _helpers import make_npz
 from ssrobust.errors import ConfigError, DataError
 from ssrobust.eval.base import SUITES, EvalContext
-from ssrobust.eval.ood import ImageSetConfig, load_image_set, read_image_path
+from ssrobust.ood.image_sets import ImageSetConfig, load_image_set, read_image_path
 from ssrobust.models import create_model
 
 SIZE = 16
