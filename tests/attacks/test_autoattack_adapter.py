@@ -131,3 +131,35 @@ def test_an_active_tracer_survives_the_packages_dynamic_defense_check():
         assert sys.gettrace() is tracer
     finally:
         sys.settrace(previous)
+
+
+def test_breakdown_is_parsed_from_the_progress_log():
+    lines = ["using standard version including apgd-ce, apgd-t.", "initial accuracy: 75.00%",
+             "apgd-ce - 1/1 - 2 out of 6 successfully perturbed",
+             "robust accuracy after APGD-CE: 50.00% (total time 0.1 s)"]
+    out = adapter.parse_breakdown(lines, ["apgd-ce", "apgd-t", "square"], 8)
+    assert out == {"clean": 6, "apgd-ce": 4, "apgd-t": 4, "square": 4}  # later members: skipped
+    # two decimals of a percent recover exact counts for n below 10,000
+    n = 9999
+    lines = [f"initial accuracy: {4321 / n:.2%}", f"robust accuracy after APGD-T: {1234 / n:.2%}"]
+    assert adapter.parse_breakdown(lines, ["apgd-t"], n) == {"clean": 4321, "apgd-t": 1234}
+    with pytest.raises(RuntimeError, match="initial accuracy"):
+        adapter.parse_breakdown(["something else"], ["apgd-ce"], 4)
+
+
+@needs_package
+def test_run_returns_the_breakdown_and_keeps_the_log_out_of_the_application(caplog):
+    import logging
+
+    eps = 4 / 255
+    model, x, y = linear_case(eps)
+    logger = logging.getLogger(adapter._LOGGER)
+    before = (logger.level, logger.propagate)
+    with caplog.at_level(logging.DEBUG):
+        x_adv, counts = AutoAttack(eps=eps, version="custom", attacks=("apgd-ce", "apgd-t")).run(
+            model, x, y, torch.Generator().manual_seed(0))
+    assert not [r for r in caplog.records if r.name == adapter._LOGGER]
+    assert (logger.level, logger.propagate) == before
+    assert list(counts) == ["clean", "apgd-ce", "apgd-t"]
+    assert counts["clean"] == len(y)  # labels are the model's predictions
+    assert counts["apgd-ce"] >= counts["apgd-t"] == int((predicted_labels(model, x_adv) == y).sum())

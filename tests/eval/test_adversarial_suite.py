@@ -142,6 +142,16 @@ def test_autoattack_and_square_run_when_installed():
     assert aa["skipped"] is False and aa["package"].startswith("pyautoattack")
     assert aa["robust_accuracy"] <= record["attacks"]["pgd20"]["robust_accuracy"]
     assert "autoattack" in record["worst_case_of"]
+    # per-member breakdown over all batches: the standard members in order, non-increasing, from
+    # the clean accuracy down to the final robust accuracy
+    after = aa["robust_accuracy_after"]
+    assert list(after) == ["clean", "apgd-ce", "apgd-t", "fab-t", "square"]
+    values = list(after.values())
+    assert values == sorted(values, reverse=True)
+    assert after["clean"] == pytest.approx(record["clean_accuracy"], abs=1e-9)
+    assert after["square"] == pytest.approx(aa["robust_accuracy"], abs=1e-9)
+    section = SECTIONS.get("adversarial")([("aa", record)], Path(__file__).parent)
+    assert any("each member" in t.caption for t in section.tables)
     assert checks(record)["gradient_masking_square"]["passed"]
     assert checks(record)["in_ball_and_range"]["passed"]
 

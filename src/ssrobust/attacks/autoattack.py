@@ -9,14 +9,18 @@ suite records AutoAttack as skipped.
 
 What the adapter adds: the [0, 1] / float32-logits contract (the model is wrapped so autocast
 outputs are cast to float32), eval mode with every module's flag restored, the global torch RNG
-restored (the package reseeds it), and the package's own reliability flags re-emitted as Python
-warnings (:class:`AutoAttackWarning`) instead of log lines.
+restored (the package reseeds it), the package's own reliability flags re-emitted as Python
+warnings (:class:`AutoAttackWarning`) instead of log lines, and the per-member breakdown
+(:meth:`AutoAttack.run`: how many images were still robust after APGD-CE, after APGD-T, ...),
+read from the package's progress log, which the adapter captures during the call instead of letting
+it reach the application's log handlers.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import warnings
 from contextlib import contextmanager
@@ -65,13 +69,44 @@ class _FloatLogits(nn.Module):
             return self.model(x).float()
 
 
-class _CaptureWarnings(logging.Handler):
+class _CaptureLog(logging.Handler):
+    """Every record of the package's logger: ``flags`` (WARNING and above) and ``progress`` (all)."""
+
     def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
+        super().__init__(level=logging.DEBUG)
+        self.flags: list[str] = []
+        self.progress: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        msg = record.getMessage()
+        self.progress.append(msg)
+        if record.levelno >= logging.WARNING:
+            self.flags.append(msg)
+
+
+_INITIAL = re.compile(r"^initial accuracy: ([0-9.]+)%")
+_AFTER = re.compile(r"^robust accuracy after ([A-Za-z0-9-]+): ([0-9.]+)%")
+
+
+def parse_breakdown(lines: list[str], members: list[str], n: int) -> dict[str, int]:
+    """Robust-image counts ``{"clean": k0, member: k after it, ...}`` from the package's progress log
+    of one call on ``n`` images (percentages with two decimals: exact counts for n < 10,000).
+    Members the package skipped because no robust image was left keep the last count (0)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        if m := _INITIAL.match(line):
+            counts["clean"] = round(float(m.group(1)) * n / 100)
+        elif m := _AFTER.match(line):
+            counts[m.group(1).lower()] = round(float(m.group(2)) * n / 100)
+    if "clean" not in counts:
+        raise RuntimeError("AutoAttack: the package's log did not report its initial accuracy; "
+                           f"the per-attack breakdown cannot be read (got {lines[:3]})")
+    last = counts["clean"]
+    out = {"clean": last}
+    for member in members:
+        last = counts.get(member, last)
+        out[member] = last
+    return out
 
 
 @ATTACKS.register("autoattack")
@@ -111,25 +146,33 @@ class AutoAttack:
 
         Raises ``ImportError`` with the install command when the package is missing.
         """
+        return self.run(model, x, y, generator)[0]
+
+    def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, int]]:
+        """Like calling the attack, and also the per-member breakdown of this batch:
+        ``{"clean": images correct before, "apgd-ce": still robust after APGD-CE, ...}`` in the
+        order the package ran them (counts of the package's own evaluation)."""
         check_inputs(x, y)
         ok, reason = autoattack_available()
         if not ok:
             raise ImportError(reason)
         x = x.detach()
         if self.eps == 0 or x.shape[0] == 0:
-            return x.clone()
+            return x.clone(), {}
         seed = self.seed if generator is None else int(
             torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device).item())
         with attack_mode([model], self.bn_mode), _own_global_rng(x.device), \
-                _captured_flags() as flags, _kept_trace():
+                _captured_log() as log, _kept_trace():
             wrapped = _FloatLogits(model, self.autocast)
             with torch.no_grad():
                 num_classes = wrapped(x[:1]).shape[1]
             adversary = self._build(wrapped, x.device, seed, num_classes)
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
-        for msg in dict.fromkeys(flags):  # de-duplicated, in order
+        for msg in dict.fromkeys(log.flags):  # de-duplicated, in order
             warnings.warn(f"AutoAttack: {msg}", AutoAttackWarning, stacklevel=2)
-        return x_adv.detach().to(dtype=x.dtype).clamp(0.0, 1.0)
+        breakdown = parse_breakdown(log.progress, list(adversary.attacks_to_run), x.shape[0])
+        return x_adv.detach().to(dtype=x.dtype).clamp(0.0, 1.0), breakdown
 
     def _build(self, model: nn.Module, device: torch.device, seed: int, num_classes: int):
         """The package's ``AutoAttack`` object. With fewer than 10 classes the targeted members
@@ -173,12 +216,18 @@ def _kept_trace() -> Iterator[None]:
 
 
 @contextmanager
-def _captured_flags() -> Iterator[list[str]]:
-    """Collect the package's WARNING log records for the duration of a call."""
-    handler = _CaptureWarnings()
+def _captured_log() -> Iterator[_CaptureLog]:
+    """Collect all of the package's log records for the duration of a call (its logger at DEBUG,
+    not propagating to the application's handlers); level and propagation are restored after."""
+    handler = _CaptureLog()
     logger = logging.getLogger(_LOGGER)
+    level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
     try:
-        yield handler.messages
+        yield handler
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate

@@ -135,16 +135,32 @@ def _run_autoattack(ctx: EvalContext, opts: AdversarialOptions, n: int,
         return {"skipped": True, "reason": "disabled by the option autoattack=false"}
     if not available:
         return {"skipped": True, "reason": why}
-    attack = AutoAttack(eps=opts.eps, norm="linf", version=opts.autoattack_version,
-                        batch_size=ctx.batch_size, bn_mode=opts.bn_mode, autocast=ctx.autocast)
+    attack = _Tally(AutoAttack(eps=opts.eps, norm="linf", version=opts.autoattack_version,
+                               batch_size=ctx.batch_size, bn_mode=opts.bn_mode, autocast=ctx.autocast))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AutoAttackWarning)
         audits["autoattack"] = out = _attack_set(ctx, attack, "autoattack", n, opts.eps, "linf")
     flags = list(dict.fromkeys(str(w.message) for w in caught
                                if issubclass(w.category, AutoAttackWarning)))
     notes.extend(flags)
+    per_member = {k: c / max(n, 1) for k, c in attack.counts.items()}
     return _summary(out, skipped=False, package=why, version=opts.autoattack_version,
-                    eps=opts.eps, norm="linf", package_flags=flags)
+                    eps=opts.eps, norm="linf", package_flags=flags,
+                    robust_accuracy_after=per_member)
+
+
+class _Tally:
+    """An AutoAttack that sums the per-member breakdown of every batch it attacks."""
+
+    def __init__(self, attack: AutoAttack) -> None:
+        self.attack = attack
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, model, x, y, generator=None):
+        x_adv, counts = self.attack.run(model, x, y, generator)
+        for k, c in counts.items():
+            self.counts[k] = self.counts.get(k, 0) + c
+        return x_adv
 
 
 def _gradient_free(ctx: EvalContext, opts: AdversarialOptions, m: int, whitebox: torch.Tensor,

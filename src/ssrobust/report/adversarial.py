@@ -64,6 +64,19 @@ def _checks_table(runs: Sequence[tuple[str, dict]]) -> Table:
     return Table(["run", "check", "result", "detail"], rows, "Automatic sanity checks")
 
 
+def _autoattack_table(runs: Sequence[tuple[str, dict]]) -> Table | None:
+    """Robust accuracy after each AutoAttack member (cumulative), when recorded."""
+    recs = [(name, rec.get("attacks", {}).get("autoattack", {}).get("robust_accuracy_after"))
+            for name, rec in runs]
+    recs = [(name, after) for name, after in recs if after]
+    if not recs:
+        return None
+    members = list(dict.fromkeys(k for _, after in recs for k in after))
+    rows = [[name] + [pct(after.get(k)) for k in members] for name, after in recs]
+    return Table(["run"] + [f"after {k}" if k != "clean" else "clean" for k in members], rows,
+                 "AutoAttack: robust accuracy after each member (cumulative)")
+
+
 @SECTIONS.register("adversarial")
 def adversarial_section(runs: Sequence[tuple[str, dict]], fig_dir: Path) -> Section:
     """Robust accuracy per run, ε-sweep plots of all runs overlaid, sanity checks."""
@@ -81,5 +94,5 @@ def adversarial_section(runs: Sequence[tuple[str, dict]], fig_dir: Path) -> Sect
             notes.append(f"{name}: failed sanity checks: {', '.join(failed)} — treat its robust "
                          "accuracy as an upper bound.")
     text = " ".join(notes) if notes else "All sanity checks passed."
-    return Section("Adversarial robustness", text,
-                   [_summary_table(runs), _checks_table(runs)], figures)
+    tables = [_summary_table(runs), _autoattack_table(runs), _checks_table(runs)]
+    return Section("Adversarial robustness", text, [t for t in tables if t is not None], figures)
