@@ -116,3 +116,26 @@ def test_shot_noise_off_the_8bit_grid_matches_the_on_grid_distribution():
             n = y.numel()
             assert abs(float(y.mean()) - lam) < 4 * (lam / n) ** 0.5
             assert abs(float(y.var()) / lam - 1) < 4 * (2 / n) ** 0.5 + 0.01
+
+
+def test_corrupt_mixture_assigns_one_corruption_and_severity_per_image():
+    x = C.to_uint8_like_official(smooth_images(12, seed=4))
+    out = C.corrupt_mixture(x, ["gaussian_blur"], [3], seed=7)
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    # one corruption, one severity: exactly the batched corruption with its block generator
+    ref = C.to_uint8_like_official(C.corrupt(x.float() / 255, "gaussian_blur", 3,
+                                             generator=C.block_generator(7, "gaussian_blur", 3, 0)))
+    assert torch.equal(out, ref)
+    # a mixture: every image equals one of the candidates, both candidates occur, seeded
+    mix = C.corrupt_mixture(x, ["gaussian_blur", "saturate"], [2], seed=1)
+    assert torch.equal(mix, C.corrupt_mixture(x, ["gaussian_blur", "saturate"], [2], seed=1))
+    blur = C.corrupt_mixture(x, ["gaussian_blur"], [2], seed=1)
+    sat = C.corrupt_mixture(x, ["saturate"], [2], seed=1)  # deterministic corruption: no params
+    is_sat = (mix == sat).flatten(1).all(1)
+    assert is_sat.any() and (~is_sat).any()
+    is_blur = (mix == blur).flatten(1).all(1)  # both corruptions are deterministic
+    assert bool((is_sat | is_blur).all()) and not torch.equal(mix, x)
+    with pytest.raises(ConfigError, match="severities"):
+        C.corrupt_mixture(x, ["saturate"], [6], seed=0)
+    with pytest.raises(ConfigError, match="uint8"):
+        C.corrupt_mixture(x.float(), ["saturate"], [1], seed=0)

@@ -161,3 +161,47 @@ def test_meta_weighting_through_the_training_loop(tmp_path):
     assert all(v >= 0 for wt in second for v in wt.values())
     # task_forward: auto gives first-order meta one trunk forward per view group.
     assert json.loads((run / "meta.json").read_text())["task_forward"] == "separate"
+
+
+def test_validation_pool_corruptions_are_validation_only_and_applied_once_seeded():
+    import ssrobust.corruptions as C
+
+    with pytest.raises(ConfigError, match="validation-only"):
+        MetaWeighting({"a": 0.5}, val_corruptions=["fog"])  # a test-benchmark corruption
+    with pytest.raises(ConfigError, match="val_severities"):
+        MetaWeighting({"a": 0.5}, val_corruptions=["spatter"], val_severities=[0])
+    pool = (torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    assert MetaWeighting({"a": 0.5}).prepare_validation(pool, seed=0) is pool
+    w = MetaWeighting({"a": 0.5}, val_corruptions=["speckle_noise", "spatter"], val_severities=[4, 5])
+    out = w.prepare_validation(pool, seed=3)
+    assert torch.equal(out, C.corrupt_mixture(pool, ["speckle_noise", "spatter"], [4, 5], seed=3))
+    assert not torch.equal(out, pool)
+
+
+def test_meta_pool_corruptions_through_the_loop_leave_val_accuracy_on_clean_images(tmp_path):
+    """val_acc is measured on the clean held-out images; only the meta batches are corrupted."""
+    from _helpers import tiny_run_config
+
+    from ssrobust.api import make_config
+    from ssrobust.train import fit
+
+    def run(name, beta, **options):
+        cfg = tiny_run_config(tmp_path, name=name, epochs=1, tasks=["rotation:0.5"],
+                              eval={"suites": []},
+                              weighting={"name": "meta", "options": {"warmup_epochs": 0, "meta_batch": 8,
+                                                                      "beta": beta, **options}})
+        run_dir = fit(make_config(cfg))
+        recs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in recs if r["kind"] == "step"], [r for r in recs if r["kind"] == "epoch"]
+
+    corrupt = dict(val_corruptions=["saturate"], val_severities=[5])
+    # beta = 0: lambda never moves, so training is identical and so is val_acc: it is measured on
+    # the clean held-out images, not on the corrupted meta pool
+    _, clean_epochs = run("clean0", 0.0)
+    _, corr_epochs = run("corrupted0", 0.0, **corrupt)
+    assert corr_epochs[0]["val_acc"] == clean_epochs[0]["val_acc"]
+    assert corr_epochs[0]["val_loss"] == clean_epochs[0]["val_loss"]
+    # beta > 0: the meta batches differ, so lambda follows another path
+    clean_steps, _ = run("clean1", 1.0)
+    corr_steps, _ = run("corrupted1", 1.0, **corrupt)
+    assert clean_steps[-1]["weights"] != corr_steps[-1]["weights"]

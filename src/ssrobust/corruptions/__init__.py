@@ -15,13 +15,13 @@ ones (``VALIDATION``), in the official order.
 
 from . import blur, digital, noise, weather  # noqa: F401  (registration)
 from .base import (BENCHMARK, CORRUPTIONS, NAMES, SEVERITIES, VALIDATION, Corruption, Params, apply,
-                   block_generator, corrupt, sample, to_uint8_like_official)
+                   block_generator, corrupt, corrupt_mixture, sample, to_uint8_like_official)
 from .folder import CorruptedFolder, load_corrupted_folder
 from .params import PARAM_SETS, resolve_param_set, severity_params
 from .writer import write_corrupted_dataset
 
 __all__ = [
     "NAMES", "BENCHMARK", "VALIDATION", "SEVERITIES", "CORRUPTIONS", "Corruption", "Params",
-    "sample", "apply", "corrupt", "to_uint8_like_official", "block_generator", "write_corrupted_dataset",
+    "sample", "apply", "corrupt", "corrupt_mixture", "to_uint8_like_official", "block_generator", "write_corrupted_dataset",
     "load_corrupted_folder", "CorruptedFolder", "PARAM_SETS", "resolve_param_set", "severity_params",
 ]

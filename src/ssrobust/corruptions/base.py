@@ -15,7 +15,7 @@ same params reproduces the output exactly; ``corrupt`` = ``sample`` + ``apply``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import hashlib
 import threading
@@ -196,3 +196,33 @@ def block_generator(seed: int, name: str, severity: int, block: int) -> torch.Ge
     hash of all four, so any corruption, severity or block can be regenerated on its own."""
     digest = hashlib.sha256(f"{int(seed)}/{name}/{int(severity)}/{int(block)}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def corrupt_mixture(images: torch.Tensor, names: Sequence[str], severities: Sequence[int],
+                    seed: int) -> torch.Tensor:
+    """Each image of a uint8 ``[N, 3, H, W]`` batch through one corruption and severity drawn
+    uniformly from ``names`` x ``severities`` (seeded by ``seed``; the same call gives the same
+    images on any device). Returns uint8 like the official -C files (truncated)."""
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+            or images.shape[1] != 3:
+        what = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images)
+        raise ConfigError(f"corrupt_mixture expects uint8 images of shape (N, 3, H, W), got {what}")
+    for name in names:
+        CORRUPTIONS.get(name)  # unknown names raise, listing the known ones
+    bad = [s for s in severities if s not in SEVERITIES]
+    if not names or not severities or bad:
+        raise ConfigError(f"corrupt_mixture needs corruption names and severities in 1..5; got "
+                          f"{list(names)} and {list(severities)}")
+    g = torch.Generator().manual_seed(int(seed))
+    n = images.shape[0]
+    which = torch.randint(len(names), (n,), generator=g)
+    level = torch.tensor(list(severities))[torch.randint(len(severities), (n,), generator=g)]
+    out = images.clone()
+    for i, name in enumerate(names):
+        for sev in dict.fromkeys(severities):
+            idx = torch.nonzero((which == i) & (level == sev)).flatten().to(images.device)
+            if idx.numel():
+                x = images[idx].float().div_(255.0)
+                y = corrupt(x, name, sev, generator=block_generator(seed, name, sev, 0))
+                out[idx] = to_uint8_like_official(y)
+    return out

@@ -178,10 +178,11 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     if len(loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
                          f"({len(splits.train)} images)")
-    val = None
+    val = meta_pool = None  # val: clean held-out images (val_acc); meta_pool: as the weighting wants
     if splits.val is not None:
         val = (to_device_uint8(splits.val.images, device),
                torch.as_tensor(splits.val.labels, dtype=torch.long, device=device))
+        meta_pool = (weighting.prepare_validation(val[0], cfg.seed), val[1])
     ddp_net = net
     if distributed:
         ddp_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -194,7 +195,7 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     for epoch in range(state.epoch, cfg.epochs):
         gen = _seed_epoch(cfg.seed, epoch, rank, device)
         vgen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-        ctx_val = _validation_sampler(val, vgen)
+        ctx_val = _validation_sampler(meta_pool, vgen)
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
         correct = seen = 0

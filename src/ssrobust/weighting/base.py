@@ -56,6 +56,11 @@ class Weighting(nn.Module):
     def before_step(self, ctx: StepContext) -> None:
         return None
 
+    def prepare_validation(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        """The held-out validation pool (uint8 ``[N, 3, H, W]``) as this weighting's
+        ``StepContext.validation_batch`` should see it; called once per run. Default: unchanged."""
+        return images
+
     def wants_separate_views(self) -> bool:
         """Whether this weighting takes one gradient per task loss, which is cheaper when each task's
         views have their own trunk forward (``task_forward: auto`` follows this)."""

@@ -147,15 +147,29 @@ class MetaWeighting(Weighting):
     Options: ``warmup_epochs`` (tau, 5; epochs ``0..tau-1`` keep lambda fixed), ``meta_batch`` (25
     images), ``beta`` (meta learning rate, 0.01), ``meta_every`` (1: a meta update every step),
     ``reuse_grads`` (True: the real step reuses the per-loss gradients; False: normal backward),
-    ``method`` (``"first_order"``: k+1 backward passes; ``"second_order"``: create_graph through
-    the virtual step -- the same value, cheaper for k >= 4 tasks, more memory; real step via the
-    normal backward).
+    ``method`` (``"first_order"``: one gradient per loss, cheap with ``task_forward: separate``;
+    ``"second_order"``: create_graph through the virtual step -- the same value, more memory; real
+    step via the normal backward), ``val_corruptions`` (names among the 4 validation-only
+    corruptions, e.g. ``["speckle_noise", "gaussian_blur", "spatter", "saturate"]``: each image of
+    the held-out pool is corrupted once, at a random one of ``val_severities``, before training, so
+    lambda is tuned for robustness without touching the 15 test corruptions).
     """
 
     def __init__(self, weights: dict[str, float], warmup_epochs: int = 5, meta_batch: int = 25,
                  beta: float = 0.01, meta_every: int = 1, reuse_grads: bool = True,
-                 method: str = "first_order") -> None:
+                 method: str = "first_order", val_corruptions: Sequence[str] = (),
+                 val_severities: Sequence[int] = (1, 2, 3, 4, 5)) -> None:
         super().__init__(weights)
+        from ..corruptions import SEVERITIES, VALIDATION
+
+        leaking = [c for c in val_corruptions if c not in VALIDATION]
+        if leaking:
+            raise ConfigError(f"meta weighting: val_corruptions {leaking} are not validation-only "
+                              f"corruptions; use some of {', '.join(VALIDATION)} (the other 15 are "
+                              "the test benchmark, which lambda must not be tuned on)")
+        if not val_severities or any(s not in SEVERITIES for s in val_severities):
+            raise ConfigError(f"meta weighting: val_severities must be among 1..5, got {list(val_severities)}")
+        self.val_corruptions, self.val_severities = list(val_corruptions), list(val_severities)
         if method not in ("first_order", "second_order"):
             raise ConfigError("meta weighting: method must be 'first_order' or 'second_order', "
                               f"got {method!r}")
@@ -176,6 +190,13 @@ class MetaWeighting(Weighting):
 
     def wants_separate_views(self) -> bool:
         return self.method == "first_order" and bool(self.task_names)
+
+    def prepare_validation(self, images: torch.Tensor, seed: int) -> torch.Tensor:
+        if not self.val_corruptions:
+            return images
+        from ..corruptions import corrupt_mixture
+
+        return corrupt_mixture(images, self.val_corruptions, self.val_severities, seed)
 
     def before_step(self, ctx: StepContext) -> None:
         self._pending = None
