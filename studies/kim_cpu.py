@@ -1,0 +1,121 @@
+"""CPU-scale version of Kim et al.'s Table 1 and four-task weighting comparison (a slow study, not a test).
+
+Trains WRN-10-2 on the built-in synthetic data with each pretext task alone (lambda = 0.5), with no
+task (baseline), and with the four tasks of Kim's multi-task run (rotation, deblurring,
+colorization, reconstruction) under ``fixed``, ``meta`` (also with meta batches from the held-out
+images passed through the 4 validation-only corruptions) and ``uncertainty`` weighting, then
+evaluates clean accuracy and accuracy under the 19 corruptions (severities 1-5, first 500 test
+images). The presets are ``configs/cpu/kim_single_task.yaml`` and ``configs/cpu/kim_four_task_*.yaml``.
+
+Runs go to ``--out`` (default ``runs/kim_cpu``), two at a time with one thread each; a finished run
+is skipped and a killed one resumes, so the script can simply be started again. The table is
+written to ``studies/results/kim_cpu.json`` and ``.md``.
+
+Usage: ``python studies/kim_cpu.py [--only single|four] [--seeds 0 1] [--jobs 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SINGLE = ["none", "rotation", "translation", "jigsaw", "rgb_permutation", "colorization",
+          "reconstruction", "deblurring", "inpainting"]
+VAL_CORRUPTIONS = "weighting.options.val_corruptions=[speckle_noise,gaussian_blur,spatter,saturate]"
+FOUR = {"fixed": ["configs/cpu/kim_four_task_fixed.yaml"],
+        "meta": ["configs/cpu/kim_four_task_meta.yaml"],
+        "meta_corrupted_val": ["configs/cpu/kim_four_task_meta.yaml", VAL_CORRUPTIONS],
+        "uncertainty": ["configs/cpu/kim_four_task_uncertainty.yaml"]}
+
+
+def plan(only: str | None, seeds: list[int], noise_seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """(run name, CLI arguments) for every run of the study."""
+    runs = []
+    if only in (None, "single"):
+        for task in SINGLE:
+            for seed in seeds + (noise_seeds if task in ("none", "rotation") else []):
+                tasks = "[]" if task == "none" else f"[{task}:0.5]"
+                runs.append((f"single_{task}_s{seed}",
+                             ["configs/cpu/kim_single_task.yaml", f"tasks={tasks}", f"seed={seed}"]))
+    if only in (None, "four"):
+        for weighting, args in FOUR.items():
+            for seed in seeds:
+                runs.append((f"four_{weighting}_s{seed}", [*args, f"seed={seed}"]))
+    return runs
+
+
+def run_one(name: str, args: list[str], out: Path) -> tuple[str, float, int]:
+    if (out / name / "results.json").exists():
+        return name, 0.0, 0
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "ssrobust", "train", *args, f"out_dir={out}", f"name={name}",
+           "progress=false"]
+    t0 = time.time()
+    with open(out / f"{name}.log", "w") as log:
+        rc = subprocess.call(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return name, time.time() - t0, rc
+
+
+def summarize(out: Path, names: list[str]) -> dict:
+    rows = {}
+    for name in names:
+        path = out / name / "results.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        corr = r["suites"].get("corruptions", {})
+        row = {"clean": r["suites"]["clean"]["accuracy"],
+               "corruptions_mean": corr.get("mean_accuracy_all"),
+               "corruptions_benchmark15": corr.get("mean_accuracy_benchmark"),
+               "train_s": r["train"]["time_s"]}
+        metrics = out / name / "metrics.jsonl"
+        if metrics.exists():  # final task weights, as logged by the loop
+            last = [json.loads(line) for line in metrics.read_text().splitlines() if '"weights"' in line]
+            if last:
+                row["final_weights"] = last[-1]["weights"]
+        rows[name] = row
+    return rows
+
+
+def markdown(rows: dict) -> str:
+    lines = ["| run | clean acc. | corruption acc. (19 x 5) | train time |", "|---|---|---|---|"]
+    for name, r in rows.items():
+        c = r["corruptions_mean"]
+        lines.append(f"| {name} | {100 * r['clean']:.1f}% | "
+                     f"{'-' if c is None else f'{100 * c:.1f}%'} | {r['train_s'] / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", choices=["single", "four"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--noise-seeds", type=int, nargs="*", default=[1, 2],
+                   help="extra seeds for the baseline and rotation runs, to show run-to-run spread")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "kim_cpu")
+    p.add_argument("--results", type=Path, default=ROOT / "studies" / "results" / "kim_cpu")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = plan(args.only, args.seeds, args.noise_seeds)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for name, secs, rc in pool.map(lambda r: run_one(r[0], r[1], args.out), runs):
+            status = "skipped (done)" if secs == 0 and rc == 0 else f"rc={rc} in {secs / 60:.1f} min"
+            print(f"{name}: {status}", flush=True)
+    all_names = [n for n, _ in plan(None, args.seeds, args.noise_seeds)]
+    rows = summarize(args.out, all_names)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    args.results.with_suffix(".md").write_text(markdown(rows))
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()
