@@ -38,16 +38,16 @@ FOUR = {"fixed": ["configs/cpu/kim_four_task_fixed.yaml"],
 def plan(only: str | None, seeds: list[int], noise_seeds: list[int]) -> list[tuple[str, list[str]]]:
     """(run name, CLI arguments) for every run of the study."""
     runs = []
+    if only in (None, "four"):  # the long runs first: two workers then finish close together
+        for weighting, args in FOUR.items():
+            for seed in seeds:
+                runs.append((f"four_{weighting}_s{seed}", [*args, f"seed={seed}"]))
     if only in (None, "single"):
         for task in SINGLE:
             for seed in seeds + (noise_seeds if task in ("none", "rotation") else []):
                 tasks = "[]" if task == "none" else f"[{task}:0.5]"
                 runs.append((f"single_{task}_s{seed}",
                              ["configs/cpu/kim_single_task.yaml", f"tasks={tasks}", f"seed={seed}"]))
-    if only in (None, "four"):
-        for weighting, args in FOUR.items():
-            for seed in seeds:
-                runs.append((f"four_{weighting}_s{seed}", [*args, f"seed={seed}"]))
     return runs
 
 
