@@ -135,7 +135,7 @@ def test_autoattack_skipped_with_reason_when_package_missing(monkeypatch):
 
 
 @pytest.mark.skipif(not autoattack_available()[0], reason="optional package pyautoattack is not installed")
-def test_autoattack_and_square_run_when_installed():
+def test_autoattack_and_square_run_when_installed(tmp_path):
     record = run(QuantizedLinear(quantize=False), autoattack=True, square=True, square_queries=50,
                  spsa=False)
     aa = record["attacks"]["autoattack"]
@@ -150,7 +150,7 @@ def test_autoattack_and_square_run_when_installed():
     assert values == sorted(values, reverse=True)
     assert after["clean"] == pytest.approx(record["clean_accuracy"], abs=1e-9)
     assert after["square"] == pytest.approx(aa["robust_accuracy"], abs=1e-9)
-    section = SECTIONS.get("adversarial")([("aa", record)], Path(__file__).parent)
+    section = SECTIONS.get("adversarial")([("aa", record)], tmp_path)
     assert any("each member" in t.caption for t in section.tables)
     assert checks(record)["gradient_masking_square"]["passed"]
     assert checks(record)["in_ball_and_range"]["passed"]
