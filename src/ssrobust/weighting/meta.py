@@ -15,6 +15,11 @@ graph, one forward/backward of the small meta batch at ``psi'``, and k inner pro
 :func:`meta_gradient_second_order` is the direct transcription with ``create_graph=True`` through
 the virtual step (what Kim's public code does), kept as a test oracle and benchmark baseline.
 
+Each per-loss gradient costs a backward pass over the part of the graph its loss depends on. On one
+concatenated forward, train-mode BatchNorm makes that the whole multi-view graph for every loss;
+the loop therefore forwards each view group separately for this weighting (``task_forward:
+auto``), so a task's gradient only traverses its own views and a meta step costs about a fixed one.
+
 The per-loss gradients also give the real step for free: with ``reuse_grads=True`` (default)
 :meth:`combine` returns a loss whose value is the weighted loss and whose gradient is exactly
 ``g_main + sum_i lambda_i^new g_i`` (task heads included), assembled from the stored gradients, so
