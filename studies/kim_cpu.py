@@ -9,7 +9,8 @@ images). The presets are ``configs/cpu/kim_single_task.yaml`` and ``configs/cpu/
 
 Runs go to ``--out`` (default ``runs/kim_cpu``), two at a time with one thread each; a finished run
 is skipped and a killed one resumes, so the script can simply be started again. The table is
-written to ``studies/results/kim_cpu.json`` and ``.md``.
+written to ``studies/results/kim_cpu.json`` and ``.md`` (mean ± sd over seeds per setting, then
+every run), and ``ssrobust report`` renders all runs into ``<out>/report``.
 
 Usage: ``python studies/kim_cpu.py [--only single|four] [--seeds 0 1] [--jobs 2]``
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
@@ -84,8 +87,39 @@ def summarize(out: Path, names: list[str]) -> dict:
     return rows
 
 
+def groups(rows: dict) -> dict[str, dict]:
+    """Mean and sample standard deviation over the seeds of each setting (run name minus ``_s<seed>``)."""
+    by: dict[str, list[dict]] = {}
+    for name, r in rows.items():
+        by.setdefault(re.sub(r"_s\d+$", "", name), []).append(r)
+    out = {}
+    for g, rs in by.items():
+        rec: dict = {"seeds": len(rs)}
+        for key in ("clean", "corruptions_mean"):
+            vals = [r[key] for r in rs if r.get(key) is not None]
+            if vals:
+                rec[key] = statistics.fmean(vals)
+                rec[key + "_sd"] = statistics.stdev(vals) if len(vals) > 1 else None
+        out[g] = rec
+    return out
+
+
 def markdown(rows: dict) -> str:
-    lines = ["| run | clean acc. | corruption acc. (19 x 5) | train time |", "|---|---|---|---|"]
+    def cell(rec: dict, key: str) -> str:
+        if key not in rec:
+            return "-"
+        sd = rec.get(key + "_sd")
+        return f"{100 * rec[key]:.1f}%" + ("" if sd is None else f" ± {100 * sd:.1f}")
+
+    lines = ["| setting | seeds | clean acc. | corruption acc. (19 x 5) | final task weights |",
+             "|---|---|---|---|---|"]
+    for g, rec in groups(rows).items():
+        last = [r for n, r in rows.items() if re.sub(r"_s\d+$", "", n) == g][-1]
+        weights = last.get("final_weights") or {}
+        moving = g.startswith("four_") and g != "four_fixed"
+        wtxt = ", ".join(f"{k} {v:.2f}" for k, v in weights.items()) if moving else ""
+        lines.append(f"| {g} | {rec['seeds']} | {cell(rec, 'clean')} | {cell(rec, 'corruptions_mean')} | {wtxt} |")
+    lines += ["", "| run | clean acc. | corruption acc. (19 x 5) | train time |", "|---|---|---|---|"]
     for name, r in rows.items():
         c = r["corruptions_mean"]
         lines.append(f"| {name} | {100 * r['clean']:.1f}% | "
@@ -115,6 +149,10 @@ def main() -> None:
     args.results.with_suffix(".json").write_text(json.dumps(rows, indent=2))
     args.results.with_suffix(".md").write_text(markdown(rows))
     print(markdown(rows))
+    done = [str(args.out / n) for n in rows]
+    if done:  # one report over every finished run: tables, corruption plots, task-weight curves
+        subprocess.call([sys.executable, "-m", "ssrobust", "report", "--out", str(args.out / "report"),
+                         "--title", "Kim et al. at CPU scale", *done], cwd=ROOT)
 
 
 if __name__ == "__main__":
