@@ -33,6 +33,8 @@ SINGLE = ["none", "rotation", "translation", "jigsaw", "rgb_permutation", "color
           "reconstruction", "deblurring", "inpainting"]
 VAL_CORRUPTIONS = "weighting.options.val_corruptions=[speckle_noise,gaussian_blur,spatter,saturate]"
 FOUR = {"fixed": ["configs/cpu/kim_four_task_fixed.yaml"],
+        # meta runs on one trunk forward per view group (task_forward: auto); this isolates that change
+        "fixed_separate": ["configs/cpu/kim_four_task_fixed.yaml", "task_forward=separate"],
         "meta": ["configs/cpu/kim_four_task_meta.yaml"],
         "meta_corrupted_val": ["configs/cpu/kim_four_task_meta.yaml", VAL_CORRUPTIONS],
         "uncertainty": ["configs/cpu/kim_four_task_uncertainty.yaml"]}
