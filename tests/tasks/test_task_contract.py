@@ -112,3 +112,25 @@ def test_joint_and_separate_view_forwards():
     assert torch.autograd.grad(sep["jigsaw"], clean, retain_graph=True, allow_unused=True)[0] is None
     g_rot, = torch.autograd.grad(sep["rotation"], clean, retain_graph=True)
     assert g_rot.abs().sum() > 0
+
+
+def test_separate_views_leave_running_statistics_to_the_clean_batch():
+    """joint=False: BatchNorm running stats end as after a forward of the clean batch alone (the
+    task views use their own batch statistics but do not update them); joint=True: all views do."""
+    import copy
+
+    torch.manual_seed(0)
+    model = create_model("tiny", 10, width=8)
+    tasks = {n: build_task(n, model.num_features, **SMALL_OPTIONS.get(n, {}))
+             for n in ("colorization", "rotation")}
+    x = structured_images(4, seed=2)
+    alone = copy.deepcopy(model)
+    alone.forward_features(x)
+    expected = alone.state_dict()
+    for joint, same in ((False, True), (True, False)):
+        m = copy.deepcopy(model)
+        forward_with_tasks(m, x, tasks, torch.Generator().manual_seed(0), joint=joint)
+        got = m.state_dict()
+        stats = [k for k in got if "running_" in k]
+        assert stats
+        assert all(torch.equal(got[k], expected[k]) for k in stats) == same
