@@ -163,3 +163,17 @@ def test_run_returns_the_breakdown_and_keeps_the_log_out_of_the_application(capl
     assert list(counts) == ["clean", "apgd-ce", "apgd-t"]
     assert counts["clean"] == len(y)  # labels are the model's predictions
     assert counts["apgd-ce"] >= counts["apgd-t"] == int((predicted_labels(model, x_adv) == y).sum())
+
+
+@needs_package
+def test_an_unreadable_log_costs_the_breakdown_not_the_attack(monkeypatch):
+    eps = 4 / 255
+    model, x, y = linear_case(eps, n=4)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("log format changed")
+
+    monkeypatch.setattr(adapter, "parse_breakdown", broken)
+    with pytest.warns(RuntimeWarning, match="log format changed"):
+        x_adv, counts = AutoAttack(eps=eps, version="custom", attacks=("apgd-ce",)).run(model, x, y)
+    assert counts == {} and x_adv.shape == x.shape

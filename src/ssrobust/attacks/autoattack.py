@@ -152,7 +152,8 @@ class AutoAttack:
             generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, int]]:
         """Like calling the attack, and also the per-member breakdown of this batch:
         ``{"clean": images correct before, "apgd-ce": still robust after APGD-CE, ...}`` in the
-        order the package ran them (counts of the package's own evaluation)."""
+        order the package ran them (counts of the package's own evaluation); ``{}`` with a
+        ``RuntimeWarning`` if the package's log could not be read."""
         check_inputs(x, y)
         ok, reason = autoattack_available()
         if not ok:
@@ -171,7 +172,11 @@ class AutoAttack:
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=self.batch_size)
         for msg in dict.fromkeys(log.flags):  # de-duplicated, in order
             warnings.warn(f"AutoAttack: {msg}", AutoAttackWarning, stacklevel=2)
-        breakdown = parse_breakdown(log.progress, list(adversary.attacks_to_run), x.shape[0])
+        try:
+            breakdown = parse_breakdown(log.progress, list(adversary.attacks_to_run), x.shape[0])
+        except RuntimeError as e:  # a changed log format must not cost the attack result itself
+            warnings.warn(str(e), RuntimeWarning, stacklevel=2)
+            breakdown = {}
         return x_adv.detach().to(dtype=x.dtype).clamp(0.0, 1.0), breakdown
 
     def _build(self, model: nn.Module, device: torch.device, seed: int, num_classes: int):

@@ -143,7 +143,7 @@ def _run_autoattack(ctx: EvalContext, opts: AdversarialOptions, n: int,
     flags = list(dict.fromkeys(str(w.message) for w in caught
                                if issubclass(w.category, AutoAttackWarning)))
     notes.extend(flags)
-    per_member = {k: c / max(n, 1) for k, c in attack.counts.items()}
+    per_member = ({k: c / max(n, 1) for k, c in attack.counts.items()} if attack.complete else None)
     return _summary(out, skipped=False, package=why, version=opts.autoattack_version,
                     eps=opts.eps, norm="linf", package_flags=flags,
                     robust_accuracy_after=per_member)
@@ -155,9 +155,11 @@ class _Tally:
     def __init__(self, attack: AutoAttack) -> None:
         self.attack = attack
         self.counts: dict[str, int] = {}
+        self.complete = True  # False once a batch came back without its breakdown
 
     def __call__(self, model, x, y, generator=None):
         x_adv, counts = self.attack.run(model, x, y, generator)
+        self.complete &= bool(counts) or x.shape[0] == 0 or self.attack.eps == 0
         for k, c in counts.items():
             self.counts[k] = self.counts.get(k, 0) + c
         return x_adv
