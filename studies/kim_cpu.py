@@ -141,10 +141,13 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     runs = plan(args.only, args.seeds, args.noise_seeds)
+    failed = []
     with ThreadPoolExecutor(args.jobs) as pool:
         for name, secs, rc in pool.map(lambda r: run_one(r[0], r[1], args.out), runs):
             status = "skipped (done)" if secs == 0 and rc == 0 else f"rc={rc} in {secs / 60:.1f} min"
             print(f"{name}: {status}", flush=True)
+            if rc:
+                failed.append(f"{name} (log: {args.out / name}.log)")
     all_names = [n for n, _ in plan(None, args.seeds, args.noise_seeds)]
     rows = summarize(args.out, all_names)
     args.results.parent.mkdir(parents=True, exist_ok=True)
@@ -155,6 +158,8 @@ def main() -> None:
     if done:  # one report over every finished run: tables, corruption plots, task-weight curves
         subprocess.call([sys.executable, "-m", "ssrobust", "report", "--out", str(args.out / "report"),
                          "--title", "Kim et al. at CPU scale", *done], cwd=ROOT)
+    if failed:
+        sys.exit("failed runs (the tables leave them out): " + ", ".join(failed))
 
 
 if __name__ == "__main__":

@@ -39,9 +39,12 @@ def test_train_eval_report_round_trip(tmp_path, capsys):
     assert (tmp_path / "rep" / "report.html").exists()
 
 
-def test_module_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "ssrobust.cli", "--version"], capture_output=True, text=True)
+@pytest.mark.parametrize("module", ["ssrobust", "ssrobust.cli"])
+def test_module_entry_point_runs(module):
+    proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("ssrobust ")
+    bad = subprocess.run([sys.executable, "-m", module, "train", "epochs=0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "epochs" in bad.stderr  # exit code passes through
 
 
 def test_corrupt_command_writes_the_official_layout(tmp_path, capsys):

@@ -79,7 +79,8 @@ def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, Prete
         x: clean (or adversarial) batch ``[B, 3, H, W]`` in [0, 1].
         tasks: name -> task.
         joint: True: one concatenated forward (BatchNorm sees all views together). False: one
-            forward for the clean batch and one per task with images (disjoint graphs).
+            forward for the clean batch and one per task with images (disjoint graphs; only the
+            clean forward updates BatchNorm running statistics).
     Returns:
         ``(clean_features [B, D], {task name: scalar loss})``.
     """
