@@ -22,6 +22,10 @@ def test_print_config_resolves_overrides(capsys):
     (["train", "epochs=zero", "--print-config"], "epochs: expected an integer"),
     (["eval", "/nonexistent/run"], "is not a run directory"),
     (["report", "/nonexistent/run", "--out", "/tmp/x"], "has no results.json"),
+    (["train", "name=../elsewhere", "--print-config"], "is not a valid run name"),
+    (["train", "name=/abs/run", "--print-config"], "is not a valid run name"),
+    (["train", "name=a/b", "--print-config"], "is not a valid run name"),
+    (["train", "name=''", "--print-config"], "is not a valid run name"),
 ])
 def test_user_errors_exit_2_with_a_message(argv, message, capsys):
     assert main(argv) == 2
@@ -62,3 +66,32 @@ def test_corrupt_command_writes_the_official_layout(tmp_path, capsys):
     assert np.load(out / "labels.npy").shape == (64,) and (out / "manifest.json").exists()
     assert main(argv) == 2 and "error:" in capsys.readouterr().err  # refuses to overwrite silently
     assert main(["corrupt", "source=npz", f"root={tmp_path / 'missing.npz'}", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_paths_that_are_files_where_a_folder_is_expected(tmp_path, capsys):
+    f = tmp_path / "some_file"
+    f.write_text("mine")
+    cfg = tiny_run_config(tmp_path, epochs=1, out_dir=str(f))
+    cases = [(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()], f"out_dir {f} is a file"),
+             (["quickstart", "--out", str(f), "--epochs", "1"], f"quickstart folder {f} is a file"),
+             (["corrupt", "source=synthetic", "--out", str(f)], f"--out {f} is a file"),
+             (["corrupt", "source=synthetic", "--out", str(f / "sub")], f"{f} is a file, expected a folder")]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+    assert f.read_text() == "mine"
+
+
+def test_report_into_the_runs_folder_keeps_the_runs(tmp_path, capsys):
+    cfg = tiny_run_config(tmp_path, epochs=1)
+    assert main(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()]) == 0
+    runs, run = tmp_path / "runs", tmp_path / "runs" / "tiny"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(["report", str(run), "--out", str(runs)]) == 0
+    assert (runs / "report.html").exists() and {p.name: p.read_bytes() for p in run.iterdir()} == before
+    (tmp_path / "f").write_text("mine")
+    assert main(["report", str(run), "--out", str(tmp_path / "f")]) == 2
+    assert "is a file, expected a folder" in capsys.readouterr().err
+    assert main(["report", str(run), "--out", str(run)]) == 2  # would replace the run's results.json
+    assert "no report wrote" in capsys.readouterr().err and (run / "model.pt").exists()

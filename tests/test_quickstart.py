@@ -1,6 +1,7 @@
 """The quickstart pipeline end to end, shrunk (the real one is timed in the README, not here)."""
 
 import json
+from pathlib import Path
 
 import ssrobust.quickstart as qs
 from ssrobust.eval import SUITES
@@ -18,6 +19,8 @@ def test_quickstart_writes_one_report_with_both_runs(tmp_path, monkeypatch):
                         "sweep_linf": [0.0, 0.03], "sweep_l2": [0.0, 0.5]},
         "corruptions": {"max_images": 8, "severities": [1, 5], "names": ["gaussian_noise", "contrast"]},
     })
+    (tmp_path / "qs").mkdir()
+    (tmp_path / "qs" / "notes.txt").write_text("mine")
     out = qs.quickstart(tmp_path / "qs", epochs=1, progress=False)
     md = (out / "report.md").read_text()
     res = json.loads((out / "results.json").read_text())
@@ -29,3 +32,8 @@ def test_quickstart_writes_one_report_with_both_runs(tmp_path, monkeypatch):
         if suite in SUITES:
             assert suite in res["runs"]["rotation"]["suites"], suite
     assert (out / "figures" / "training_curves.png").exists()
+    # The report sits next to the runs it describes: they survive and results.json points at them.
+    for name in ("baseline", "rotation"):
+        run_dir = Path(res["runs"][name]["run_dir"])
+        assert run_dir == tmp_path / "qs" / "runs" / name and (run_dir / "model.pt").is_file()
+    assert (out / "notes.txt").read_text() == "mine"

@@ -54,7 +54,8 @@ def evaluate(run_dir: str | Path, suites: Sequence[str] | None = None,
 
 
 def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "ssrobust report") -> Path:
-    """Render one report (``report.md``, ``report.html``, ``results.json``) comparing runs."""
+    """Render one report (``report.md``, ``report.html``, ``results.json``, ``figures/``) comparing
+    runs into ``out``; other files in ``out`` (e.g. the runs themselves) are left alone."""
     from .report.render import render_runs
 
     return render_runs([Path(r) for r in run_dirs], Path(out), title=title)

@@ -114,8 +114,10 @@ def _corrupt(a: argparse.Namespace) -> int:
     from .corruptions import NAMES
     from .corruptions.writer import write_corrupted_dataset
     from .data.base import DataConfig, load_splits
+    from .paths import check_folder_path
     from .typedconfig import apply_overrides, from_dict
 
+    check_folder_path(a.out, "--out")  # before the dataset is loaded
     cfg = from_dict(DataConfig, apply_overrides({"val_size": 0}, a.data), "data")
     splits = load_splits(cfg)
     part = splits.test if a.split == "test" else splits.train

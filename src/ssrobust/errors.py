@@ -15,3 +15,7 @@ class DataError(SsrobustError, ValueError):
 
 class CheckpointError(SsrobustError, RuntimeError):
     """A checkpoint or run directory is missing, corrupt or incompatible."""
+
+
+class LockedError(SsrobustError, RuntimeError):
+    """Another process is writing the same run directory or output folder."""

@@ -48,11 +48,13 @@ def quickstart_configs(out: Path, epochs: int | None = None, progress: bool = Tr
 
 
 def quickstart(out: str | Path = "quickstart", epochs: int | None = None, progress: bool = True) -> Path:
-    """Train both runs (resuming if interrupted), evaluate, and render ``out/report.{md,html}``."""
+    """Train both runs into ``out/runs/`` (resuming if interrupted), evaluate, and render
+    ``out/report.{md,html}`` and ``out/results.json`` next to them; the runs stay where they are."""
+    from .paths import check_folder_path
     from .report.render import render_results, load_results
     from .train.loop import fit
 
-    out = Path(out)
+    out = check_folder_path(out, "quickstart folder")  # a file there: fail before training, not after
     t0 = time.perf_counter()
     runs = [fit(cfg) for cfg in quickstart_configs(out, epochs, progress)]
     minutes = (time.perf_counter() - t0) / 60

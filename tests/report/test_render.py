@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ssrobust.errors import ConfigError
 from ssrobust.report import Table, render_results
 from ssrobust.report.base import pct
 
@@ -69,3 +70,57 @@ def test_changing_task_weights_are_plotted(tmp_path):
     assert (out / "figures" / "task_weights_0.png").exists()
     assert not (out / "figures" / "task_weights_1.png").exists()
     assert "task_weights_0.png" in (out / "report.md").read_text()
+
+
+def test_report_replaces_only_its_own_files(tmp_path):
+    out = tmp_path / "r"
+    (out / "runs" / "a").mkdir(parents=True)
+    (out / "runs" / "a" / "config.yaml").write_text("name: a\n")
+    (out / "notes.txt").write_text("mine")
+    (out / "figures").mkdir()
+    (out / "figures" / "my_plot.png").write_bytes(b"mine")
+    render_results([_result("a", 0.5, {"c": 0.5})], out)
+    assert (out / "figures" / "clean_per_class.png").exists()
+    render_results([dict(_result("b", 0.9, {}), suites={})], out)  # a report without that figure
+    assert not (out / "figures" / "clean_per_class.png").exists()  # the report's own stale figure goes
+    assert (out / "runs" / "a" / "config.yaml").read_text() == "name: a\n"
+    assert (out / "notes.txt").read_text() == "mine" and (out / "figures" / "my_plot.png").read_bytes() == b"mine"
+    assert set(json.loads((out / "results.json").read_text())["runs"]) == {"b"}
+    assert not list(out.glob(".report.tmp*")) and not (out / ".ssrobust.lock").exists()
+
+
+def test_report_never_deletes_outside_its_figures_even_if_its_file_list_says_so(tmp_path):
+    out = render_results([_result("a", 0.5, {"c": 0.5})], tmp_path / "r")
+    (tmp_path / "victim.txt").write_text("mine")
+    (out / "notes.txt").write_text("mine")
+    listed = ["../victim.txt", "notes.txt", "figures/../notes.txt", str(tmp_path / "victim.txt")]
+    (out / ".ssrobust-report.json").write_text(json.dumps({"files": listed}))
+    render_results([_result("a", 0.5, {"c": 0.5})], out)
+    assert (tmp_path / "victim.txt").exists() and (out / "notes.txt").exists()
+
+
+def test_report_refuses_a_folder_whose_results_json_it_did_not_write(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"schema_version": 1, "run": "a", "suites": {}}))
+    before = (run / "results.json").read_text()
+    with pytest.raises(ConfigError, match="holds a results.json that no report wrote"):
+        render_results([_result("a", 0.5, {})], run)
+    assert (run / "results.json").read_text() == before and sorted(p.name for p in run.iterdir()) == ["results.json"]
+
+
+def test_report_into_a_file_is_a_clear_error(tmp_path):
+    f = tmp_path / "some_file"
+    f.write_text("mine")
+    with pytest.raises(ConfigError, match=f"report folder {f} is a file, expected a folder"):
+        render_results([_result("a", 0.5, {})], f)
+    assert f.read_text() == "mine"
+
+
+def test_failed_first_render_leaves_no_folder_behind(tmp_path, monkeypatch):
+    import ssrobust.report.render as r
+
+    monkeypatch.setattr(r, "_html", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        render_results([_result("a", 0.5, {})], tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []

@@ -15,6 +15,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..locking import DirLock
+from ..paths import make_dir
 from .base import CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt, to_uint8_like_official
 from .folder import MANIFEST, sha256_file
 from .params import resolve_param_set
@@ -118,7 +120,17 @@ def write_corrupted_dataset(images_uint8: Any, labels: Any, out_dir: str | Path,
     if workers > 1 and device.type != "cpu":
         raise ConfigError("workers > 1 runs CPU processes; use workers=1 with a GPU device")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "corruption output folder")
+    # One writer per folder: a second job would reallocate the memory-mapped files under the first.
+    with DirLock(out, "corruption output folder"):
+        return _write_locked(images, labels, out, names, severities, seed, batch_size, progress, device,
+                             param_set, overwrite, workers)
+
+
+def _write_locked(images: np.ndarray, labels: np.ndarray, out: Path, names: Sequence[str],
+                  severities: Sequence[int], seed: int, batch_size: int, progress: bool,
+                  device: torch.device, param_set: str, overwrite: bool, workers: int) -> dict:
+    """:func:`write_corrupted_dataset` once ``out`` is locked."""
     finals = [out / f"{n}.npy" for n in names] + [out / "labels.npy", out / MANIFEST]
     existing = [p.name for p in finals if p.exists()]
     if existing and not overwrite:

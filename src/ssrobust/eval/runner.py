@@ -105,15 +105,27 @@ def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, prec
 
 def evaluate_run(run_dir: str | Path, suites: Sequence[str] | None = None,
                  options: dict[str, dict[str, Any]] | None = None, device: str | None = None) -> dict:
-    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split."""
+    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split.
+
+    The run directory is locked meanwhile (like training it): ``results.json`` has one writer."""
+    from ..locking import DirLock
+    from ..train.rundir import load_run_config
+
+    run_dir = Path(run_dir)
+    load_run_config(run_dir)  # not a run directory: say so before creating a lock file in it
+    with DirLock(run_dir, "run directory"):
+        return _evaluate_run_locked(run_dir, suites, options, device)
+
+
+def _evaluate_run_locked(run_dir: Path, suites: Sequence[str] | None,
+                         options: dict[str, dict[str, Any]] | None, device: str | None) -> dict:
     from ..data.base import load_splits
     from ..train.checkpoint import load_checkpoint, load_state_strict
     from ..train.loop import build_network, resolve_device
     from ..train.precision import resolve_precision
     from ..train.rundir import MODEL, load_run_config
 
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir)  # read again under the lock: a run being overwritten may have changed it
     dev = resolve_device(device or cfg.device)
     ck = load_checkpoint(run_dir / MODEL, map_location=dev)
     splits = load_splits(cfg.data)

@@ -32,6 +32,7 @@ import torch
 
 from ..data.base import DatasetSplits, LabelNoiseConfig, load_splits
 from ..errors import ConfigError
+from ..paths import make_dir
 from ..registry import Registry
 from ..train.config import ComponentConfig, RunConfig
 from ..train.loop import ensure_run
@@ -286,7 +287,7 @@ def run_sweep(base: RunConfig, methods: Sequence[str], strengths: Sequence[float
         raise ConfigError(f"methods contain duplicates: {list(methods)}")
     values = _check_strengths(strengths)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, "sweep folder")  # one-line error when it is a file
     previous = {r.get("method"): r for r in _previous_records(out_dir / SWEEP_FILE)}
     ours = [{"method": label, "points": list(previous.get(label, {}).get("points", [])),
              "name": spec.name, "trusted_fraction": _trusted_fraction(base, spec),

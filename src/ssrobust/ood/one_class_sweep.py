@@ -27,6 +27,7 @@ import numpy as np
 
 from ..data.base import DatasetSplits, load_splits
 from ..errors import ConfigError
+from ..paths import make_dir
 from ..train.config import ComponentConfig, RunConfig
 from ..train.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
@@ -219,7 +220,7 @@ def run_one_class_sweep(base: RunConfig, classes: Sequence[int] | None, out_dir:
         warnings.warn(missing, stacklevel=2)
         settings = None
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(out_dir, "sweep folder")  # one-line error when it is a file
     path = out_dir / SWEEP_FILE
     sweep: dict[str, Any] = read_json(path) if path.is_file() else {"records": []}
     by_class = {r["class"]: r for r in sweep["records"]}

@@ -9,8 +9,16 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from ..locking import DirLock
+from ..paths import make_dir, remove_if_empty
 from .base import SECTIONS, Section, Table, pct
+
+# A report's own files in its folder, besides figures/ (renamed into place in this order, Markdown
+# last: a report.md never points at figures that are not there yet).
+REPORT_FILES = ("results.json", "report.html", "report.md")
+FIGURES = "figures"
+REPORT_MANIFEST = ".ssrobust-report.json"  # the files the last report wrote
 
 # Known suites first, in the order a reader wants them; any other registered suite follows.
 SUITE_ORDER = ["clean", "corruptions", "adversarial", "ood", "one_class", "label_noise"]
@@ -51,35 +59,115 @@ def _unique_names(results: list[dict]) -> list[str]:
 
 def render_results(results: list[dict], out: Path, title: str = "ssrobust report",
                    intro: str = "") -> Path:
-    """Render result dicts (``results.json`` contents) side by side into ``out``."""
+    """Render result dicts (``results.json`` contents) side by side into ``out``: ``report.md``,
+    ``report.html``, ``results.json`` and ``figures/``.
+
+    Only the report's own files are replaced, and only figures an earlier report listed in
+    ``out/.ssrobust-report.json`` are removed; anything else in ``out`` (run directories, the
+    user's files) stays, and a ``results.json`` no report wrote (a run's) is refused. The report is
+    built in a temporary folder inside ``out``, then renamed into place file by file, Markdown
+    last, so a failed render leaves the previous report as it was. ``out`` is locked meanwhile.
+    """
+    out = Path(out)
+    created = make_dir(out, "report folder")
+    try:
+        with DirLock(out, "report folder"):
+            _check_report_folder(out)
+            stage = out / f".report.tmp{os.getpid()}"
+            shutil.rmtree(stage, ignore_errors=True)  # our own temp folder, left by a crash
+            try:
+                _render_into(stage, results, title, intro)
+                _publish(stage, out)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
+    return out
+
+
+def _render_into(stage: Path, results: list[dict], title: str, intro: str) -> None:
+    """Write the whole report into the empty folder ``stage``."""
     from . import plots
 
-    out = Path(out)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "figures").mkdir(parents=True)
+    (stage / FIGURES).mkdir(parents=True)
     names = _unique_names(results)
     sections = [_summary(results, names)]
-    curves = plots.training_curves(results, names, tmp / "figures" / "training_curves.png")
+    curves = plots.training_curves(results, names, stage / FIGURES / "training_curves.png")
     if curves is not None:
         sections[0].figures.append(curves)
-    sections[0].figures += _task_weight_plots(results, names, tmp / "figures")
+    sections[0].figures += _task_weight_plots(results, names, stage / FIGURES)
     suites = [s for s in SUITE_ORDER if any(s in r.get("suites", {}) for r in results)]
     suites += sorted({s for r in results for s in r.get("suites", {})} - set(suites))
     for suite in suites:
         runs = [(n, r["suites"][suite]) for n, r in zip(names, results) if suite in r.get("suites", {})]
         if suite in SECTIONS:
-            sections.append(SECTIONS.get(suite)(runs, tmp / "figures"))
+            sections.append(SECTIONS.get(suite)(runs, stage / FIGURES))
         else:
             sections.append(Section(f"Suite `{suite}`", "No renderer is registered; raw records are in results.json."))
-    (tmp / "report.md").write_text(_markdown(title, intro, sections, tmp))
-    (tmp / "report.html").write_text(_html(title, intro, sections, tmp))
-    (tmp / "results.json").write_text(json.dumps({"runs": dict(zip(names, results))}, indent=1) + "\n")
-    # Swap in the finished report only now, so an interrupted render never looks complete.
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    (stage / "report.md").write_text(_markdown(title, intro, sections, stage))
+    (stage / "report.html").write_text(_html(title, intro, sections, stage))
+    (stage / "results.json").write_text(json.dumps({"runs": dict(zip(names, results))}, indent=1) + "\n")
+
+
+def _check_report_folder(out: Path) -> None:
+    """Refuse folders where the report would replace something it did not write."""
+    if (out / FIGURES).exists() and not (out / FIGURES).is_dir():
+        raise ConfigError(f"report folder {out}: {out / FIGURES} is a file, expected the report's figure folder")
+    res = out / "results.json"
+    if res.exists() and "results.json" not in _written_before(out) and not _is_report_results(res):
+        raise ConfigError(f"report folder {out} holds a results.json that no report wrote (a run "
+                          f"directory?); choose another --out")
+
+
+def _is_report_results(path: Path) -> bool:
+    """Whether ``path`` is a combined ``results.json`` (``{"runs": ...}``) of an earlier report."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and set(data) == {"runs"}
+
+
+def _written_before(out: Path) -> set[str]:
+    """Report files the previous report listed, keeping only names a report can write (the list
+    is data on disk: it must never steer a delete outside ``out/figures``)."""
+    try:
+        listed = json.loads((out / REPORT_MANIFEST).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    return {f for f in listed if isinstance(f, str) and _is_report_file(f)}
+
+
+def _is_report_file(rel: str) -> bool:
+    """Whether ``rel`` names a file a report writes: one of REPORT_FILES or one below figures/."""
+    parts = Path(rel).parts
+    if rel in REPORT_FILES:
+        return True
+    return (len(parts) >= 2 and parts[0] == FIGURES and not Path(rel).is_absolute()
+            and all(p not in ("", ".", "..") for p in parts) and "\\" not in rel)
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Rename the staged files into ``out`` (figures first, ``report.md`` last), then remove the
+    figures of the previous report that this one no longer has."""
+    old = _written_before(out)
+    new = [p.relative_to(stage).as_posix() for p in sorted(stage.rglob("*")) if p.is_file()]
+    _write_report_manifest(out, old | set(new))  # a crash mid-publish still knows every file
+    for rel in [r for r in new if r not in REPORT_FILES] + [r for r in REPORT_FILES if r in new]:
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / rel, out / rel)
+    for rel in old - set(new):
+        if (out / rel).is_file():
+            (out / rel).unlink()
+    _write_report_manifest(out, set(new))
+
+
+def _write_report_manifest(out: Path, files: set[str]) -> None:
+    tmp = out / f"{REPORT_MANIFEST}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"format": "ssrobust-report/1", "files": sorted(files)}, indent=1) + "\n")
+    os.replace(tmp, out / REPORT_MANIFEST)
 
 
 def _task_weight_plots(results: list[dict], names: list[str], fig_dir: Path) -> list[Path]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..data.base import DataConfig
 from ..errors import ConfigError
+from ..paths import check_run_name
 
 TASK_FORWARDS = ("auto", "joint", "separate")
 
@@ -82,6 +83,7 @@ class RunConfig:
     task_forward: str = "auto"
 
     def __post_init__(self) -> None:
+        check_run_name(self.name)  # the run directory out_dir/name must stay inside out_dir
         if self.task_forward not in TASK_FORWARDS:
             raise ConfigError(f"task_forward must be one of {', '.join(TASK_FORWARDS)}, "
                               f"got {self.task_forward!r}")

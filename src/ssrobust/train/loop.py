@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import DatasetSplits, load_splits
 from ..data.loader import DeviceLoader, to_device_uint8
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..models.base import create_model
 from ..tasks.base import build_task
 from ..weighting.base import StepContext, Weighting, build_weighting
@@ -24,8 +24,8 @@ from .checkpoint import load_checkpoint, load_state_strict, save_atomic
 from .config import RunConfig
 from .network import Network
 from .precision import autocast_context, make_grad_scaler, resolve_precision
-from .rundir import (CHECKPOINT, CONFIG, METRICS, MODEL, RESULTS, MetricsLog, make_meta, prepare_run_dir,
-                     same_config, write_json)
+from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, RESULTS, MetricsLog, make_meta, same_config, write_json
+from .runstart import RunStart
 from .strategies import build_strategy
 
 
@@ -131,18 +131,55 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
         splits: DatasetSplits | None = None) -> Path:
     """Train ``cfg`` into ``<out_dir>/<name>``, resuming from its checkpoint if one exists, then run
     the configured evaluation suites. ``stop_after`` ends the call after that many epochs (as if
-    the process had been killed; used to test resuming). Returns the run directory."""
+    the process had been killed; used to test resuming). Returns the run directory.
+
+    The run directory is locked for this process (rank 0 under torchrun) until the call returns;
+    config, data and model are validated before anything is written into it, and a failed start
+    leaves it as it was (with ``overwrite``: the old run is restored)."""
     device = resolve_device(cfg.device)
     distributed = dist.init_from_env(device)
-    rank, world = dist.rank(), dist.world_size()
     if distributed and device.type == "cuda":
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+        device = torch.device("cuda", dist.rank() % torch.cuda.device_count())
+    start, resume = _open_run(cfg, overwrite, device)
+    try:
+        run_dir = _fit(cfg, start, resume, device, distributed, stop_after, splits)
+    except BaseException:
+        if start is not None:
+            start.close(failed=True)
+        raise
+    if start is not None:
+        start.close(failed=False)
+    return run_dir
+
+
+def _open_run(cfg: RunConfig, overwrite: bool, device: torch.device) -> tuple[RunStart | None, bool]:
+    """Rank 0 locks and checks the run directory (the other ranks never write it). Every rank
+    learns whether the run resumes, and every rank raises if rank 0 could not open it, so no rank
+    is left waiting in a collective."""
+    start, error = None, None
+    if dist.rank() == 0:
+        try:
+            start = RunStart(cfg, overwrite).open()
+        except Exception as e:  # re-raised below, after the other ranks have heard of it
+            error = e
+    flags = torch.tensor([float(error is not None), float(bool(start and start.resume))], device=device)
+    dist.all_reduce_sum(flags)  # only rank 0 contributes
+    if error is not None:
+        raise error
+    if flags[0]:
+        raise CheckpointError(f"rank 0 could not open the run directory {Path(cfg.out_dir) / cfg.name} "
+                              f"(see its error)")
+    return start, bool(flags[1])
+
+
+def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.device, distributed: bool,
+         stop_after: int | None, splits: DatasetSplits | None) -> Path:
+    """:func:`fit` once the run directory is open (``start`` is None on ranks other than 0)."""
+    rank, world = dist.rank(), dist.world_size()
     precision = resolve_precision(cfg.precision, device)
-    run_dir, resume = prepare_run_dir(cfg, overwrite) if rank == 0 else (Path(cfg.out_dir) / cfg.name, False)
-    dist.barrier()
-    if rank != 0:
-        resume = (run_dir / CHECKPOINT).exists()
+    run_dir = Path(cfg.out_dir) / cfg.name
     torch.manual_seed(cfg.seed)
+    # Everything that can be wrong with the config or the data fails here, before any file is written.
     splits = splits or load_splits(cfg.data)
     net = build_network(cfg, splits.num_classes).to(device)
     if cfg.channels_last:
@@ -155,6 +192,19 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     state = TrainState()
     if cfg.init_from and not resume:  # on resume the checkpoint already holds the weights
         init_from_run(net, cfg.init_from)
+    missing = [k for k in strategy.batch_extras if k not in splits.train.extras]
+    if missing:
+        raise ValueError(f"strategy {cfg.strategy.name!r} needs per-image {', '.join(missing)} that the "
+                         f"{cfg.data.source} training split does not provide")
+    loader = DeviceLoader(splits.train.images, splits.train.labels, cfg.data.batch_size, device,
+                          augment=cfg.data.augment, seed=cfg.seed, rank=rank, world_size=world,
+                          extras={k: splits.train.extras[k] for k in strategy.batch_extras})
+    if len(loader) == 0:
+        raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
+                         f"({len(splits.train)} images)")
+    if start is not None:
+        start.commit()
+    dist.barrier()
     if resume:
         ck = load_checkpoint(run_dir / CHECKPOINT, map_location=device)
         load_state_strict(net, ck["network"], f"{run_dir / CHECKPOINT}: network")
@@ -168,16 +218,6 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
         meta["task_forward"] = "joint" if net.joint_views else "separate"
         write_json(run_dir / "meta.json", meta)
     log = MetricsLog(run_dir / METRICS, keep_before_epoch=state.epoch if resume else None, enabled=rank == 0)
-    missing = [k for k in strategy.batch_extras if k not in splits.train.extras]
-    if missing:
-        raise ValueError(f"strategy {cfg.strategy.name!r} needs per-image {', '.join(missing)} that the "
-                         f"{cfg.data.source} training split does not provide")
-    loader = DeviceLoader(splits.train.images, splits.train.labels, cfg.data.batch_size, device,
-                          augment=cfg.data.augment, seed=cfg.seed, rank=rank, world_size=world,
-                          extras={k: splits.train.extras[k] for k in strategy.batch_extras})
-    if len(loader) == 0:
-        raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
-                         f"({len(splits.train)} images)")
     val = meta_pool = None  # val: clean held-out images (val_acc); meta_pool: as the weighting wants
     if splits.val is not None:
         val = (to_device_uint8(splits.val.images, device),
@@ -237,6 +277,7 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
             save_atomic({"network": net.state_dict(), "weighting": weighting.state_dict(),
                          "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                          "state": vars(state).copy()}, run_dir / CHECKPOINT)
+            start.checkpointed()  # an overwritten run is deleted only now
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             val=f"{record.get('val_acc', float('nan')):.3f}")
             bar.update(1)

@@ -8,6 +8,8 @@ Layout of ``<out_dir>/<name>/``::
     checkpoint.pt    last completed epoch (atomic; for resuming)
     model.pt         final weights of the backbone and task heads
     results.json     evaluation records (schema: docs/results_schema.md)
+    .ssrobust.lock   while a process writes the run (train, eval): its pid, host, start time
+    .ssrobust-previous/  the run being replaced by --overwrite, until the new run checkpoints
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import yaml
 
 from .. import __version__
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..typedconfig import from_dict, to_dict
 from .config import RunConfig
 
@@ -102,30 +104,6 @@ def same_config(text: str, cfg: RunConfig) -> bool:
         return to_dict(from_dict(RunConfig, yaml.safe_load(text))) == to_dict(cfg)
     except Exception:  # unreadable or no longer valid: treat as different
         return False
-
-
-def prepare_run_dir(cfg: RunConfig, overwrite: bool = False) -> tuple[Path, bool]:
-    """Create (or reopen) the run directory. Returns ``(path, resume)``.
-
-    An existing directory with the same resolved config and a checkpoint is resumed; a different
-    config is an error (unless ``overwrite``), so two experiments never mix in one folder.
-    """
-    run_dir = Path(cfg.out_dir) / cfg.name
-    text = config_yaml(cfg)
-    if run_dir.exists() and (run_dir / CONFIG).exists() and not overwrite:
-        old = (run_dir / CONFIG).read_text()
-        if old != text:
-            if not same_config(old, cfg):
-                raise ConfigError(f"run directory {run_dir} holds a run with a different config; "
-                                  f"choose another name= or out_dir=, or pass --overwrite")
-            write_text_atomic(run_dir / CONFIG, text)  # the same run, with newer keys spelled out
-        return run_dir, (run_dir / CHECKPOINT).exists()
-    if overwrite and run_dir.exists():
-        for name in (CONFIG, META, METRICS, CHECKPOINT, MODEL, RESULTS):
-            (run_dir / name).unlink(missing_ok=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / CONFIG, text)
-    return run_dir, False
 
 
 class MetricsLog:
