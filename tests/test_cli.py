@@ -62,3 +62,13 @@ def test_corrupt_command_writes_the_official_layout(tmp_path, capsys):
     assert np.load(out / "labels.npy").shape == (64,) and (out / "manifest.json").exists()
     assert main(argv) == 2 and "error:" in capsys.readouterr().err  # refuses to overwrite silently
     assert main(["corrupt", "source=npz", f"root={tmp_path / 'missing.npz'}", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_data_errors_exit_2_naming_the_file(tmp_path, capsys):
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"not an archive " * 8)
+    assert main(["corrupt", "source=npz", f"root={garbage}", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {garbage}: not a .npz archive (no zip header); expected a file written by " \
+                  f"numpy.savez or numpy.savez_compressed\n"
+    assert not (tmp_path / "x").exists()
