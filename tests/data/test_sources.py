@@ -210,3 +210,24 @@ def test_garbage_npz_is_described_as_such(tmp_path):
     with pytest.raises(DataError, match=r"o.npz: key x_train holds Python objects"):
         load_splits(DataConfig(source="npz", root=str(tmp_path / "o.npz")))
 
+
+def test_imagefolder_with_a_single_class_is_an_error(tmp_path):
+    _imagefolder(tmp_path / "d", classes=("only",))
+    with pytest.raises(DataError, match=r"train has a single class folder \(only\); expected one subfolder "
+                                        r"per class, at least 2"):
+        load_splits(DataConfig(source="imagefolder", root=str(tmp_path / "d"), cache_dir=str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "header_only"])
+def test_damaged_cache_file_is_rebuilt(tmp_path, damage):
+    _imagefolder(tmp_path / "d")
+    cfg = DataConfig(source="imagefolder", root=str(tmp_path / "d"), val_size=0, cache_dir=str(tmp_path / "cache"))
+    expected = np.array(load_splits(cfg).train.images)
+    cache = next((tmp_path / "cache").glob("imagefolder-train-*.npy"))
+    raw = cache.read_bytes()
+    cache.write_bytes({"empty": b"", "truncated": raw[: len(raw) - 50], "header_only": raw[:100]}[damage])
+    again = load_splits(cfg).train.images
+    assert np.array_equal(again, expected)
+    assert cache.read_bytes() == raw  # rebuilt in place
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        p.name for p in (tmp_path / "cache").glob("imagefolder-*.npy"))  # no temporary file left

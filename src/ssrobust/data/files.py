@@ -168,6 +168,9 @@ def _list_folder(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
     if not found:
         raise DataError(f"image folder {split_dir} has no class subfolders")
     if classes is None:
+        if len(found) < 2:  # often data.root pointing one level too deep, e.g. at root/train/images
+            raise DataError(f"image folder {split_dir} has a single class folder ({found[0]}); expected "
+                            f"one subfolder per class, at least 2 (root/train/<class>/*.png|jpg)")
         classes = found
     else:
         extra = sorted(set(found) - set(classes))
