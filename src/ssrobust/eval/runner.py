@@ -39,20 +39,26 @@ def run_suites(ctx: EvalContext, suites: Sequence[str], options: dict[str, dict[
 def evaluate_model(model: nn.Module, images, labels, class_names: Sequence[str] | None = None,
                    suites: Sequence[str] = ("clean",), options: dict[str, dict[str, Any]] | None = None,
                    device: str | torch.device = "cpu", precision: str = "fp32", batch_size: int = 256,
-                   tasks: dict[str, nn.Module] | None = None, seed: int = 0, progress: bool = True
-                   ) -> dict[str, Any]:
-    """Evaluate any classifier mapping ``[B,3,H,W]`` images in [0,1] to logits.
+                   tasks: dict[str, nn.Module] | None = None, seed: int = 0, progress: bool = True,
+                   layout: str = "auto", allow_extra_outputs: bool = False) -> dict[str, Any]:
+    """Evaluate any classifier mapping ``[B,3,H,W]`` images in [0,1] to logits ``[B, K]``.
 
-    ``images``: uint8 ``[N, H, W, 3]`` (numpy or tensor); ``labels``: ``[N]`` ints. Returns
-    ``{suite: record}`` as stored under ``"suites"`` in ``results.json``.
+    ``images``: numpy array or tensor, ``[N, H, W, 3]`` or ``[N, 3, H, W]`` (``layout`` "auto" tells
+    them apart by the axis of size 3; "NHWC"/"NCHW" to state it), either uint8 in 0..255 or float
+    in [0, 1] (used as given). ``labels``: ``[N]`` integer class ids. ``class_names`` default to the
+    model's ``K`` outputs; a model with fewer outputs than classes is an error, one with more only
+    with ``allow_extra_outputs=True``. Bad input raises a one-line :class:`~ssrobust.errors.DataError`.
+    Returns ``{suite: record}`` as stored under ``"suites"`` in ``results.json``.
     """
     from ..train.precision import resolve_precision
+    from .inputs import as_eval_images, as_eval_labels, count_outputs, resolve_classes
 
     device = torch.device(device)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if class_names is None:
-        class_names = [str(i) for i in range(int(labels.max()) + 1)]
-    ctx = EvalContext(model=model.to(device), images=images, labels=labels, class_names=list(class_names),
+    images = as_eval_images(images, layout)
+    labels = as_eval_labels(labels, int(images.shape[0]))
+    model = model.to(device)
+    names = resolve_classes(labels, count_outputs(model, images, device), class_names, allow_extra_outputs)
+    ctx = EvalContext(model=model, images=images, labels=labels, class_names=names,
                       device=device, batch_size=batch_size, precision=resolve_precision(precision, device),
                       tasks=dict(tasks or {}), seed=seed, progress=progress)
     return run_suites(ctx, suites, options)
