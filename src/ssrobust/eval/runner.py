@@ -66,14 +66,18 @@ def evaluate_model(model: nn.Module, images, labels, class_names: Sequence[str] 
 
 def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, precision: str,
                      train_info: dict | None = None, suites: Sequence[str] | None = None,
-                     options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Evaluate a trained :class:`~ssrobust.train.network.Network` and merge into ``results.json``."""
+                     options: dict[str, dict[str, Any]] | None = None, verify: bool = True) -> dict[str, Any]:
+    """Evaluate a trained :class:`~ssrobust.train.network.Network` and merge into ``results.json``.
+
+    ``verify=False`` skips the checksum check of -C folders (``corruptions`` option ``verify``)."""
     from ..train.rundir import RESULTS, read_json, write_json
     from ..typedconfig import to_dict
 
     suites = list(cfg.eval.suites if suites is None else suites)
     if options is None:
         options = {k: v for k, v in cfg.eval.options.items() if k in suites}
+    if not verify and "corruptions" in suites:
+        options = {**options, "corruptions": {**options.get("corruptions", {}), "verify": False}}
     test = splits.test
     if cfg.eval.max_images is not None:
         test = test.subset(torch.arange(min(cfg.eval.max_images, len(test))).numpy())
@@ -110,8 +114,10 @@ def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, prec
 
 
 def evaluate_run(run_dir: str | Path, suites: Sequence[str] | None = None,
-                 options: dict[str, dict[str, Any]] | None = None, device: str | None = None) -> dict:
-    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split."""
+                 options: dict[str, dict[str, Any]] | None = None, device: str | None = None,
+                 verify: bool = True) -> dict:
+    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split
+    (``verify=False``: do not checksum -C folders against their manifest)."""
     from ..data.base import load_splits
     from ..train.checkpoint import load_checkpoint, load_state_strict
     from ..train.loop import build_network, resolve_device
@@ -127,4 +133,4 @@ def evaluate_run(run_dir: str | Path, suites: Sequence[str] | None = None,
     load_state_strict(net, ck["network"], f"{run_dir / MODEL}")
     net.eval()
     return evaluate_network(run_dir, cfg, net, splits, dev, resolve_precision(cfg.precision, dev),
-                            suites=suites, options=options)
+                            suites=suites, options=options, verify=verify)
