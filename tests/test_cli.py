@@ -95,3 +95,34 @@ def test_report_into_the_runs_folder_keeps_the_runs(tmp_path, capsys):
     assert "is a file, expected a folder" in capsys.readouterr().err
     assert main(["report", str(run), "--out", str(run)]) == 2  # would replace the run's results.json
     assert "no report wrote" in capsys.readouterr().err and (run / "model.pt").exists()
+
+
+def test_eval_verifies_a_corrupted_folder_manifest_unless_no_verify(tmp_path, capsys):
+    from ssrobust.corruptions import write_corrupted_dataset
+    from ssrobust.data import DataConfig, load_splits
+
+    cfg = tiny_run_config(tmp_path, epochs=1)
+    assert main(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()]) == 0
+    test = load_splits(DataConfig(source="npz", root=cfg["data"]["root"], val_size=0)).test
+    folder = tmp_path / "toy-c"
+    write_corrupted_dataset(test.images, test.labels, folder, names=["contrast"], batch_size=32, progress=False)
+    run, opt = str(tmp_path / "runs" / "tiny"), f"corruptions.folder={folder}"
+    assert main(["eval", run, opt]) == 0
+    raw = bytearray((folder / "contrast.npy").read_bytes())
+    raw[-1] ^= 0xFF  # one image byte: header and size stay valid
+    (folder / "contrast.npy").write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(["eval", run, opt]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "contrast.npy: sha256" in err and err.count("\n") == 1
+    assert main(["eval", run, opt, "--no-verify"]) == 0
+
+
+def test_data_errors_exit_2_naming_the_file(tmp_path, capsys):
+    garbage = tmp_path / "g.npz"
+    garbage.write_bytes(b"not an archive " * 8)
+    assert main(["corrupt", "source=npz", f"root={garbage}", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {garbage}: not a .npz archive (no zip header); expected a file written by " \
+                  f"numpy.savez or numpy.savez_compressed\n"
+    assert not (tmp_path / "x").exists()

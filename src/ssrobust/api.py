@@ -46,11 +46,13 @@ def train(config: str | Path | dict | RunConfig | None = None, overrides: Sequen
 
 
 def evaluate(run_dir: str | Path, suites: Sequence[str] | None = None,
-             options: dict[str, dict[str, Any]] | None = None, device: str | None = None) -> dict:
-    """Run evaluation suites on a finished run; updates and returns its ``results.json``."""
+             options: dict[str, dict[str, Any]] | None = None, device: str | None = None,
+             verify: bool = True) -> dict:
+    """Run evaluation suites on a finished run; updates and returns its ``results.json``.
+    ``verify=False`` skips the sha256 check of -C folders that have a ``manifest.json``."""
     from .eval.runner import evaluate_run
 
-    return evaluate_run(run_dir, suites, options, device)
+    return evaluate_run(run_dir, suites, options, device, verify=verify)
 
 
 def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "ssrobust report") -> Path:

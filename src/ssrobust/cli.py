@@ -58,6 +58,8 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suites", default=None, help="comma-separated suites (default: those in the run's config)")
     p.add_argument("options", nargs="*", metavar="suite.key=value", help="suite options, e.g. corruptions.max_images=200")
     p.add_argument("--device", default=None)
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not check a -C folder's files against the sha256 sums of its manifest.json")
 
 
 @command("eval")(_setup_eval)
@@ -71,7 +73,7 @@ def _eval(a: argparse.Namespace) -> int:
     options = apply_overrides({}, a.options) if a.options else None
     if options is not None and suites is None:
         suites = list(options)
-    res = evaluate(a.run_dir, suites, options, a.device)
+    res = evaluate(a.run_dir, suites, options, a.device, verify=not a.no_verify)
     brief = {k: v.get("accuracy") for k, v in res.get("suites", {}).items() if isinstance(v, dict) and "accuracy" in v}
     print(json.dumps(brief))
     print(f"results: {a.run_dir / 'results.json'}")

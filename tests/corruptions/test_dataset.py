@@ -187,3 +187,10 @@ def test_mismatched_files_fail_clearly(tmp_path, problem, match, images):
     names = ("fog", "snow") if problem == "missing" else None
     with pytest.raises(DataError, match=match):
         C.load_corrupted_folder(tmp_path, names=names)
+
+
+def test_object_labels_are_refused_without_unpickling(tmp_path):
+    _official_like(tmp_path)
+    np.save(tmp_path / "labels.npy", np.array([None] * 20, dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"labels\.npy: holds Python objects \(object\)"):
+        C.load_corrupted_folder(tmp_path)

@@ -167,3 +167,67 @@ def test_limits_take_seeded_random_subsets_not_the_first_classes(tmp_path):
     assert len(s.train) == 40 and len(s.test) == 40
     assert set(s.test.labels.tolist()) == {0, 1, 2, 3} and set(s.train.labels.tolist()) == {0, 1, 2, 3}
     assert np.array_equal(load_splits(cfg).test.labels, s.test.labels)
+
+
+def _npz(path, y_train, y_test, **extra):
+    x = np.zeros((len(y_train), 4, 4, 3), np.uint8)
+    np.savez(path, x_train=x, y_train=y_train, x_test=np.zeros((len(y_test), 4, 4, 3), np.uint8),
+             y_test=y_test, **extra)
+    return DataConfig(source="npz", root=str(path), val_size=0)
+
+
+@pytest.mark.parametrize("y_train, y_test, extra, message", [
+    (np.array([0., 1., 2.]), np.array([0, 1]), {}, r"y_train must be integer class ids .*got float64"),
+    (np.array([0, 1, 2]), np.array([0.5, 1.0]), {}, r"y_test must be integer class ids .*got float64"),
+    (np.array([0, 1, -1]), np.array([0, 1]), {}, r"y_train has negative label -1"),
+    (np.array([0, 1, 99]), np.array([0, 1]), {}, r"y_train has labels up to 99 but no image of class\(es\) "
+                                                 r"2, 3, 4, 5, 6, \.\.\.; .*add class_names"),
+    (np.array([0, 1, 2]), np.array([0, 3]), {}, r"y_test: label out of range: found labels 0..3, expected 0..2"),
+    (np.array([0, 1, 2]), np.array([0, 1]), {"class_names": np.array(["a", "b"])},
+     r"y_train: label out of range: found labels 0..2, expected 0..1 \(class_names declares 2 classes\)"),
+    (np.array([0, 1]), np.array([0, 1]), {"class_names": np.array(["a", "a"])}, r"class_names has duplicates"),
+])
+def test_npz_labels_must_be_ints_within_the_declared_classes(tmp_path, y_train, y_test, extra, message):
+    cfg = _npz(tmp_path / "d.npz", y_train, y_test, **extra)
+    with pytest.raises(DataError, match=r"d.npz: " + message):
+        load_splits(cfg)
+
+
+def test_npz_class_names_declare_classes_without_images(tmp_path):
+    cfg = _npz(tmp_path / "d.npz", np.array([0, 2]), np.array([2, 3]), class_names=np.array(list("abcd")))
+    s = load_splits(cfg)
+    assert s.num_classes == 4 and s.test.labels.tolist() == [2, 3]
+
+
+def test_garbage_npz_is_described_as_such(tmp_path):
+    path = tmp_path / "g.npz"
+    path.write_bytes(b"this is not an archive\n" * 10)
+    with pytest.raises(DataError, match=r"g.npz: not a .npz archive \(no zip header\)") as err:
+        load_splits(DataConfig(source="npz", root=str(path)))
+    assert "pickle" not in str(err.value)
+    np.savez(tmp_path / "o.npz", x_train=np.array([None], dtype=object), y_train=np.zeros(1, int),
+             x_test=np.zeros((1, 4, 4, 3), np.uint8), y_test=np.zeros(1, int))
+    with pytest.raises(DataError, match=r"o.npz: key x_train holds Python objects"):
+        load_splits(DataConfig(source="npz", root=str(tmp_path / "o.npz")))
+
+
+def test_imagefolder_with_a_single_class_is_an_error(tmp_path):
+    _imagefolder(tmp_path / "d", classes=("only",))
+    with pytest.raises(DataError, match=r"train has a single class folder \(only\); expected one subfolder "
+                                        r"per class, at least 2"):
+        load_splits(DataConfig(source="imagefolder", root=str(tmp_path / "d"), cache_dir=str(tmp_path / "c")))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "header_only"])
+def test_damaged_cache_file_is_rebuilt(tmp_path, damage):
+    _imagefolder(tmp_path / "d")
+    cfg = DataConfig(source="imagefolder", root=str(tmp_path / "d"), val_size=0, cache_dir=str(tmp_path / "cache"))
+    expected = np.array(load_splits(cfg).train.images)
+    cache = next((tmp_path / "cache").glob("imagefolder-train-*.npy"))
+    raw = cache.read_bytes()
+    cache.write_bytes({"empty": b"", "truncated": raw[: len(raw) - 50], "header_only": raw[:100]}[damage])
+    again = load_splits(cfg).train.images
+    assert np.array_equal(again, expected)
+    assert cache.read_bytes() == raw  # rebuilt in place
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        p.name for p in (tmp_path / "cache").glob("imagefolder-*.npy"))  # no temporary file left

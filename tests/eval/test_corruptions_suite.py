@@ -142,3 +142,36 @@ def test_report_section_draws_bars_and_severity_curves_and_tables(tmp_path):
     assert per.rows[2][2] == f"{100 * a['mean_accuracy']['contrast']:.1f}"
     assert [r[0] for r in per_sev.rows] == [1, 2, 3, 4, 5]
     assert "| run |" in summary.markdown()
+
+
+def _tamper(path) -> None:
+    """Flip one image byte of a .npy file (header and size intact, so only a checksum can tell)."""
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_folder_with_a_manifest_is_verified_unless_told_not_to(tmp_path):
+    from ssrobust.errors import DataError
+
+    x, y = toy()
+    C.write_corrupted_dataset(x, y.numpy(), tmp_path, names=["contrast"], seed=0, batch_size=24,
+                              progress=False)
+    suite = SUITES.get("corruptions")
+    honest = suite(context(), folder=str(tmp_path))["accuracy"]
+    _tamper(tmp_path / "contrast.npy")
+    with pytest.raises(DataError, match=r"contrast.npy: sha256 [0-9a-f]+ does not match the manifest"):
+        suite(context(), folder=str(tmp_path))
+    assert suite(context(), folder=str(tmp_path), verify=False)["accuracy"].keys() == honest.keys()
+    (tmp_path / "manifest.json").unlink()  # an official folder has no manifest: nothing to verify
+    assert suite(context(), folder=str(tmp_path))["source"] == "folder"
+
+
+def test_folder_of_another_image_size_is_an_error(tmp_path):
+    from ssrobust.errors import DataError
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "fog.npy", rng.integers(0, 256, (5 * 24, 32, 32, 3), dtype=np.uint8))
+    np.save(tmp_path / "labels.npy", np.tile(toy()[1].numpy(), 5).astype(np.uint8))
+    with pytest.raises(DataError, match=r"fog.npy: images are 32x32, but the model is evaluated on 16x16"):
+        SUITES.get("corruptions")(context(), folder=str(tmp_path))

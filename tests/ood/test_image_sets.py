@@ -139,3 +139,22 @@ def test_bad_set_configs_name_the_key(ctx, tmp_path):
         load_image_set(ImageSetConfig(root=str(tmp_path), exclude_classes=[1]))
     with pytest.raises(ConfigError, match="'valid' is not one of"):
         suite(ctx, scores=["msp"], ood_paths={"mine": {"source": "npz", "split": "valid"}})
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("g.npz", b"garbage " * 20, r"g.npz: not a .npz archive \(no zip header\)"),
+    ("g.npy", b"garbage " * 20, r"g.npy: not a .npy file \(no NUMPY header\)"),
+    ("o.npy", None, r"o.npy: holds Python objects"),
+    ("g.mat", b"garbage " * 20, r"g.mat: not a readable MATLAB .mat file"),
+])
+def test_unreadable_files_are_described_and_never_unpickled(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    if name.endswith(".mat"):
+        pytest.importorskip("scipy.io")
+    with pytest.raises(DataError, match=r"^OOD set: .*/" + message) as err:
+        read_image_path(path, name="OOD set")
+    assert "pickled" not in str(err.value) or "never loaded" in str(err.value)

@@ -72,6 +72,9 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
         raise DataError(f"{path}: not a readable .npy file ({e})") from None
     if fortran:
         raise DataError(f"{path}: Fortran-ordered arrays are not supported; expected a C-ordered array")
+    if np.dtype(dtype).hasobject:
+        raise DataError(f"{path}: holds Python objects ({dtype}); expected a numeric array (pickled data "
+                        f"is never loaded)")
     return tuple(int(s) for s in shape), np.dtype(dtype), offset
 
 
@@ -89,7 +92,7 @@ def _open_checked(path: Path, expected_rows: int | None, what: str) -> np.ndarra
         if expected_rows is not None and shape[0] != expected_rows:
             raise DataError(f"{path}: has {shape[0]} images, expected {expected_rows} "
                             f"(one per label in labels.npy)")
-    return np.load(path, mmap_mode="r")
+    return np.load(path, mmap_mode="r", allow_pickle=False)
 
 
 def _read_labels(root: Path, n_sev: int) -> np.ndarray:

@@ -22,7 +22,8 @@ SUITES: Registry = Registry("evaluation suite")
 
 @dataclass
 class EvalContext:
-    """Everything a suite may need. ``images`` are uint8 ``[N, H, W, 3]`` (numpy or tensor)."""
+    """Everything a suite may need. ``images`` are ``[N, H, W, 3]`` (numpy or tensor), uint8 or float
+    in [0, 1] (see :func:`to_float_images`)."""
 
     model: nn.Module
     images: Any
@@ -54,9 +55,11 @@ class EvalContext:
 
 
 def to_float_images(batch: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[b, H, W, 3]`` (numpy or tensor) -> float ``[b, 3, H, W]`` in [0, 1] on ``device``."""
+    """uint8 ``[b, H, W, 3]`` (0..255) or float ``[b, H, W, 3]`` (already in [0, 1]), numpy or tensor
+    -> a new float32 ``[b, 3, H, W]`` in [0, 1] on ``device``."""
     t = torch.as_tensor(batch)
-    return t.to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    x = t.to(device).permute(0, 3, 1, 2).to(torch.float32, copy=True)  # never aliases the caller's data
+    return x if t.is_floating_point() else x.div_(255.0)
 
 
 @torch.no_grad()

@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from ..corruptions import (BENCHMARK, NAMES, SEVERITIES, block_generator, corrupt, load_corrupted_folder,
                            resolve_param_set, to_uint8_like_official)
-from ..errors import ConfigError
+from ..corruptions.folder import MANIFEST, CorruptedFolder
+from ..errors import ConfigError, DataError
 from .base import SUITES, EvalContext, predict, to_float_images
 
 
@@ -67,14 +68,15 @@ def _summaries(acc: dict[str, dict[str, float]], severities: Sequence[int]) -> d
 def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
                         severities: Sequence[int] | None = None, max_images: int | None = None,
                         folder: str | None = None, param_set: str = "auto", quantize: bool = True,
-                        baseline: str | None = None) -> dict:
+                        baseline: str | None = None, verify: bool = True) -> dict:
     """Accuracy on corrupted test images.
 
     Options: ``names`` (default all 19; with ``folder``, every corruption file present),
     ``severities`` (default 1..5, or the folder's), ``max_images`` (first N images), ``folder`` (a -C
     folder instead of on-the-fly corruption), ``param_set`` (auto/cifar/imagenet), ``quantize`` (store-like uint8
     truncation, default on), ``baseline`` (a results.json or record file: adds CE/mCE via
-    :func:`add_mce`).
+    :func:`add_mce`), ``verify`` (check a folder's files against the sha256 sums of its
+    ``manifest.json`` when it has one; default on).
     """
     severities = None if severities is None else [int(s) for s in severities]
     if severities is not None and (not severities or any(s not in SEVERITIES for s in severities)):
@@ -84,7 +86,7 @@ def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
     model.eval()
     try:
         if folder is not None:
-            record = _from_folder(ctx, folder, names, severities, max_images)
+            record = _from_folder(ctx, folder, names, severities, max_images, verify)
         else:
             record = _from_engine(ctx, list(names or NAMES), severities or list(SEVERITIES), max_images,
                                   param_set, quantize)
@@ -118,9 +120,23 @@ def _from_engine(ctx: EvalContext, names: list[str], severities: list[int], max_
             "clean_accuracy": clean, "accuracy": acc, **_summaries(acc, severities)}
 
 
+def _open_folder(ctx: EvalContext, folder: str, names: Sequence[str] | None, verify: bool) -> CorruptedFolder:
+    """Load (and, when it has a manifest and ``verify``, checksum) a -C folder whose images have the
+    size of the test images the model is evaluated on."""
+    has_manifest = (Path(folder) / MANIFEST).is_file()
+    data = load_corrupted_folder(folder, names=names, verify=verify and has_manifest)
+    if ctx.images is not None:
+        want = tuple(int(v) for v in ctx.images.shape[1:3])
+        if tuple(data.image_shape[:2]) != want:
+            first = Path(folder) / f"{data.names[0]}.npy"
+            raise DataError(f"{first}: images are {data.image_shape[1]}x{data.image_shape[0]}, but the model "
+                            f"is evaluated on {want[1]}x{want[0]} test images; use the -C set of this dataset")
+    return data
+
+
 def _from_folder(ctx: EvalContext, folder: str, names: Sequence[str] | None, severities: list[int] | None,
-                 max_images: int | None) -> dict:
-    data = load_corrupted_folder(folder, names=names)
+                 max_images: int | None, verify: bool = True) -> dict:
+    data = _open_folder(ctx, folder, names, verify)
     severities = list(data.severities) if severities is None else severities
     missing = [s for s in severities if s not in data.severities]
     if missing:

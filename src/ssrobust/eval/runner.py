@@ -39,20 +39,26 @@ def run_suites(ctx: EvalContext, suites: Sequence[str], options: dict[str, dict[
 def evaluate_model(model: nn.Module, images, labels, class_names: Sequence[str] | None = None,
                    suites: Sequence[str] = ("clean",), options: dict[str, dict[str, Any]] | None = None,
                    device: str | torch.device = "cpu", precision: str = "fp32", batch_size: int = 256,
-                   tasks: dict[str, nn.Module] | None = None, seed: int = 0, progress: bool = True
-                   ) -> dict[str, Any]:
-    """Evaluate any classifier mapping ``[B,3,H,W]`` images in [0,1] to logits.
+                   tasks: dict[str, nn.Module] | None = None, seed: int = 0, progress: bool = True,
+                   layout: str = "auto", allow_extra_outputs: bool = False) -> dict[str, Any]:
+    """Evaluate any classifier mapping ``[B,3,H,W]`` images in [0,1] to logits ``[B, K]``.
 
-    ``images``: uint8 ``[N, H, W, 3]`` (numpy or tensor); ``labels``: ``[N]`` ints. Returns
-    ``{suite: record}`` as stored under ``"suites"`` in ``results.json``.
+    ``images``: numpy array or tensor, ``[N, H, W, 3]`` or ``[N, 3, H, W]`` (``layout`` "auto" tells
+    them apart by the axis of size 3; "NHWC"/"NCHW" to state it), either uint8 in 0..255 or float
+    in [0, 1] (used as given). ``labels``: ``[N]`` integer class ids. ``class_names`` default to the
+    model's ``K`` outputs; a model with fewer outputs than classes is an error, one with more only
+    with ``allow_extra_outputs=True``. Bad input raises a one-line :class:`~ssrobust.errors.DataError`.
+    Returns ``{suite: record}`` as stored under ``"suites"`` in ``results.json``.
     """
     from ..train.precision import resolve_precision
+    from .inputs import as_eval_images, as_eval_labels, count_outputs, resolve_classes
 
     device = torch.device(device)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    if class_names is None:
-        class_names = [str(i) for i in range(int(labels.max()) + 1)]
-    ctx = EvalContext(model=model.to(device), images=images, labels=labels, class_names=list(class_names),
+    images = as_eval_images(images, layout)
+    labels = as_eval_labels(labels, int(images.shape[0]))
+    model = model.to(device)
+    names = resolve_classes(labels, count_outputs(model, images, device), class_names, allow_extra_outputs)
+    ctx = EvalContext(model=model, images=images, labels=labels, class_names=names,
                       device=device, batch_size=batch_size, precision=resolve_precision(precision, device),
                       tasks=dict(tasks or {}), seed=seed, progress=progress)
     return run_suites(ctx, suites, options)
@@ -60,14 +66,18 @@ def evaluate_model(model: nn.Module, images, labels, class_names: Sequence[str] 
 
 def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, precision: str,
                      train_info: dict | None = None, suites: Sequence[str] | None = None,
-                     options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Evaluate a trained :class:`~ssrobust.train.network.Network` and merge into ``results.json``."""
+                     options: dict[str, dict[str, Any]] | None = None, verify: bool = True) -> dict[str, Any]:
+    """Evaluate a trained :class:`~ssrobust.train.network.Network` and merge into ``results.json``.
+
+    ``verify=False`` skips the checksum check of -C folders (``corruptions`` option ``verify``)."""
     from ..train.rundir import RESULTS, read_json, write_json
     from ..typedconfig import to_dict
 
     suites = list(cfg.eval.suites if suites is None else suites)
     if options is None:
         options = {k: v for k, v in cfg.eval.options.items() if k in suites}
+    if not verify and "corruptions" in suites:
+        options = {**options, "corruptions": {**options.get("corruptions", {}), "verify": False}}
     test = splits.test
     if cfg.eval.max_images is not None:
         test = test.subset(torch.arange(min(cfg.eval.max_images, len(test))).numpy())
@@ -104,8 +114,10 @@ def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, prec
 
 
 def evaluate_run(run_dir: str | Path, suites: Sequence[str] | None = None,
-                 options: dict[str, dict[str, Any]] | None = None, device: str | None = None) -> dict:
-    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split.
+                 options: dict[str, dict[str, Any]] | None = None, device: str | None = None,
+                 verify: bool = True) -> dict:
+    """Load a finished run (``model.pt`` + ``config.yaml``) and run suites on its test split
+    (``verify=False``: do not checksum -C folders against their manifest).
 
     The run directory is locked meanwhile (like training it): ``results.json`` has one writer."""
     from ..locking import DirLock
@@ -114,11 +126,12 @@ def evaluate_run(run_dir: str | Path, suites: Sequence[str] | None = None,
     run_dir = Path(run_dir)
     load_run_config(run_dir)  # not a run directory: say so before creating a lock file in it
     with DirLock(run_dir, "run directory"):
-        return _evaluate_run_locked(run_dir, suites, options, device)
+        return _evaluate_run_locked(run_dir, suites, options, device, verify)
 
 
 def _evaluate_run_locked(run_dir: Path, suites: Sequence[str] | None,
-                         options: dict[str, dict[str, Any]] | None, device: str | None) -> dict:
+                         options: dict[str, dict[str, Any]] | None, device: str | None,
+                         verify: bool) -> dict:
     from ..data.base import load_splits
     from ..train.checkpoint import load_checkpoint, load_state_strict
     from ..train.loop import build_network, resolve_device
@@ -133,4 +146,4 @@ def _evaluate_run_locked(run_dir: Path, suites: Sequence[str] | None,
     load_state_strict(net, ck["network"], f"{run_dir / MODEL}")
     net.eval()
     return evaluate_network(run_dir, cfg, net, splits, dev, resolve_precision(cfg.precision, dev),
-                            suites=suites, options=options)
+                            suites=suites, options=options, verify=verify)

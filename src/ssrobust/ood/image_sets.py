@@ -69,22 +69,27 @@ def _read_image_folder(path: Path, size: tuple[int, int] | None, name: str) -> n
 
 
 def _read_array_file(path: Path) -> np.ndarray:
+    from ..data.safe_io import load_npy, npz_member, open_npz
+
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+        return load_npy(path)
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
+        with open_npz(path) as z:
             keys = z.files if len(z.files) == 1 else [k for k in ("x_test", "images", "x") if k in z.files]
             if not keys:
                 raise DataError(f"{path}: a .npz OOD set needs a single array or one named x_test, "
                                 f"images or x; it has {', '.join(z.files)}")
-            return z[keys[0]]
+            return npz_member(z, keys[0], path)
     if suffix == ".mat":
         try:
             from scipy.io import loadmat
         except ImportError:
             raise DataError(f"{path}: reading .mat files needs scipy (pip install scipy)") from None
-        mat = loadmat(path)
+        try:  # scipy reads MATLAB objects as plain data: nothing in the file is executed
+            mat = loadmat(path)
+        except Exception as e:  # scipy's MatReadError is not a ValueError
+            raise DataError(f"{path}: not a readable MATLAB .mat file ({' '.join(str(e).split())})") from None
         if "X" not in mat or np.ndim(mat["X"]) != 4:
             raise DataError(f"{path}: expected an SVHN-style array 'X' of shape [H, W, 3, N]")
         return np.ascontiguousarray(np.moveaxis(mat["X"], -1, 0))
@@ -104,6 +109,8 @@ def read_image_path(path: str | Path, size: tuple[int, int] | None = None, name:
         raise DataError(f"{name}: {path} does not exist")
     try:
         arr = _read_array_file(path)
+    except DataError as e:  # already names the file and what was expected
+        raise DataError(f"{name}: {e}") from None
     except (ValueError, OSError) as e:
         raise DataError(f"{name}: cannot read {path}: {e}") from None
     images = as_ood_images(arr, f"{name} ({path})")

@@ -278,8 +278,11 @@ def score_batch(model: nn.Module, x: torch.Tensor, tasks: Mapping[str, nn.Module
 
 
 def uint8_to_float(batch: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[b, H, W, 3]`` (numpy or tensor) -> float ``[b, 3, H, W]`` in [0, 1] on ``device``."""
-    return torch.as_tensor(batch).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 ``[b, H, W, 3]`` (numpy or tensor) -> float ``[b, 3, H, W]`` in [0, 1] on ``device``;
+    float input (``evaluate_model`` accepts images in [0, 1]) is used as given, not divided."""
+    t = torch.as_tensor(batch)
+    x = t.to(device).permute(0, 3, 1, 2).to(torch.float32, copy=True)
+    return x if t.is_floating_point() else x.div_(255.0)
 
 
 def score_images(model: nn.Module, images: Any, tasks: Mapping[str, nn.Module],
