@@ -36,7 +36,7 @@ def test_run_directory_holds_everything(tmp_path):
         assert r["aux_losses"]["rotation"] > 0 and r["weights"] == {"rotation": 0.5}
     assert any(r["kind"] == "step" for r in recs)
     res = json.loads((run / "results.json").read_text())
-    assert res["schema_version"] == 1 and 0.0 <= res["suites"]["clean"]["accuracy"] <= 1.0
+    assert res["schema_version"] == 2 and 0.0 <= res["suites"]["clean"]["accuracy"] <= 1.0
     assert set(res["suites"]["clean"]["per_class"]) == {"c0", "c1", "c2"}
     assert res["data"]["num_val"] == 16 and res["train"]["epochs"] == 2
 
