@@ -29,6 +29,9 @@ def load_results(run_dir: Path) -> dict:
         res = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(res, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(res).__name__}, expected an object "
+                              f"with 'suites'")
     res.setdefault("run_dir", str(run_dir))
     return res
 
