@@ -4,6 +4,7 @@
 >>> run = ssrobust.train("configs/cpu/rotation.yaml", ["epochs=5", "data.source=synthetic"])
 >>> ssrobust.evaluate(run, suites=["clean", "corruptions"])
 >>> ssrobust.report([run], out="report/")
+>>> ssrobust.model_card(run)["cards"]["Linf"]["model_info"]   # RobustBench fields
 """
 
 from __future__ import annotations
@@ -61,3 +62,12 @@ def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "ssrobu
     from .report.render import render_runs
 
     return render_runs([Path(r) for r in run_dirs], Path(out), title=title)
+
+
+def model_card(run_dir: str | Path, threat_models: Sequence[str] | None = None) -> dict[str, Any]:
+    """RobustBench ``model_info`` cards of a run's ``results.json`` (default: Linf, L2 and
+    corruptions); see :mod:`ssrobust.report.robustbench`. Missing numbers stay ``None``."""
+    from .report.render import load_results
+    from .report.robustbench import robustbench_cards
+
+    return robustbench_cards(load_results(Path(run_dir)), threat_models)

@@ -95,6 +95,23 @@ def _report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_card(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--threat-model", action="append", choices=("Linf", "L2", "corruptions"),
+                   help="repeatable; default: all three")
+
+
+@command("card")(_setup_card)
+def _card(a: argparse.Namespace) -> int:
+    """Print a run's RobustBench model_info fields (clean, AutoAttack, corruption acc.) as JSON."""
+    import json
+
+    from .api import model_card
+
+    print(json.dumps(model_card(a.run_dir, a.threat_model), indent=1))
+    return 0
+
+
 def _setup_corrupt(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", nargs="*", metavar="key=value",
                    help="data config keys for the dataset to corrupt, e.g. source=cifar10 root=/data/cifar-10-batches-py")

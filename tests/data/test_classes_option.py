@@ -68,5 +68,5 @@ def test_a_run_on_some_classes_evaluates_the_others_as_ood(tmp_path):
     assert res["data"]["classes"]["held_out_names"] == ["c2"]
     ood = res["suites"]["ood"]
     assert ood["ood_sets"] == {"held_out": {"n": n_other, "source": "held_out"}}
-    assert 0.0 <= ood["scores"]["msp"]["per_set"]["held_out"]["auroc"] <= 1.0
+    assert 0.0 <= ood["scores"]["msp"]["per_set"]["held_out"]["auroc_out_pos"] <= 1.0
     assert set(res["suites"]["clean"]["per_class"]) == {"c0", "c1"}

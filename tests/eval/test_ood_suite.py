@@ -15,6 +15,7 @@ import ssrobust.report.ood  # noqa: F401
 from ssrobust.errors import ConfigError
 from ssrobust.eval.base import SUITES, EvalContext
 from ssrobust.models import create_model
+from ssrobust.ood.metrics import LEGACY_KEYS, METRIC_KEYS
 from ssrobust.report.base import SECTIONS
 from ssrobust.tasks import build_task, forward_with_tasks
 
@@ -59,7 +60,7 @@ def test_record_structure(ctx: EvalContext) -> None:
     assert all(v == {"n": 120, "source": "synthetic"} for v in rec["ood_sets"].values())
     for score in rec["scores"].values():
         assert set(score["per_set"]) == set(rec["ood_sets"])
-        for key in ("auroc", "aupr_in", "aupr_out", "fpr95"):
+        for key in METRIC_KEYS:
             vals = [m[key] for m in score["per_set"].values()]
             assert all(0.0 <= v <= 1.0 for v in vals)
             assert score["mean"][key] == pytest.approx(np.mean(vals))
@@ -68,7 +69,7 @@ def test_record_structure(ctx: EvalContext) -> None:
             assert len(c["fpr"]) == len(c["tpr"]) == 101
     # The paper's detector separates noise from the toy data.
     for m in rec["scores"]["kl_rotation"]["per_set"].values():
-        assert m["auroc"] > 0.9
+        assert m["auroc_out_pos"] > 0.9
     # The suite does not leave the model in another mode.
     assert ctx.model.training
 
@@ -116,12 +117,18 @@ def test_report_section(ctx: EvalContext, tmp_path: Path) -> None:
     assert [t.caption.split(":")[0] for t in section.tables] == [
         "score msp", "score kl_uniform", "score energy", "score rotation", "score kl_rotation"]
     msp = section.tables[0]
-    assert msp.headers[:3] == ["OOD set", "rot AUROC", "rot AUPR-in"]
-    assert "base FPR95" in msp.headers and len(msp.headers) == 9
+    assert msp.headers[:3] == ["OOD set", "rot AUROC (OOD+)", "rot AUPR-In (ID+)"]
+    # The FPR95 columns name their convention; the in-positive one is the literature's.
+    assert msp.headers[4:6] == ["rot FPR@95%TPR (ID+)", "rot FPR@95%TPR (OOD+)"]
+    assert "base FPR@95%TPR (ID+)" in msp.headers and len(msp.headers) == 11
     assert [r[0] for r in msp.rows] == ["gaussian", "rademacher", "blobs", "mean"]
-    assert msp.rows[0][1] == f"{100 * full['scores']['msp']['per_set']['gaussian']['auroc']:.1f}"
+    gauss = full["scores"]["msp"]["per_set"]["gaussian"]
+    assert msp.rows[0][1] == f"{100 * gauss['auroc_out_pos']:.1f}"
+    assert msp.rows[0][4] == f"{100 * gauss['fpr_at_95_tpr_in']:.1f}"
+    assert msp.rows[0][5] == f"{100 * gauss['fpr_at_95_tpr_out']:.1f}"
+    assert "literature's FPR95" in section.text and "schema version 2 (no" not in section.text
     rot = section.tables[3]
-    assert rot.rows[0][5:] == ["–"] * 4  # the run without a rotation head has no rotation score
+    assert rot.rows[0][6:] == ["–"] * 5  # the run without a rotation head has no rotation score
     assert len(section.figures) == 1
     fig = section.figures[0]
     assert fig.exists() and fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -148,3 +155,26 @@ def test_scores_with_fit_get_training_batches(ctx: EvalContext) -> None:
     with_train = EvalContext(**{**ctx.__dict__, "train_images": ctx.images[:70]})
     _fit_scores(with_train, {"mean": score, "msp": plain})
     assert score.seen == 70
+
+
+def _as_schema1(rec: dict) -> dict:
+    """An ``ood`` record as schema version 1 wrote it: old keys, no in-positive FPR95."""
+    def old(m: dict) -> dict:
+        return {k: m[v] for k, v in LEGACY_KEYS.items()}
+    scores = {name: {"per_set": {k: old(v) for k, v in s["per_set"].items()}, "mean": old(s["mean"])}
+              for name, s in rec["scores"].items()}
+    return {**rec, "scores": scores}
+
+
+def test_report_reads_schema1_records(ctx: EvalContext, tmp_path: Path) -> None:
+    """An old results.json renders: fpr95 lands in the OOD-positive column, the ID-positive one
+    is "–", and the text names the run as recorded before schema 2."""
+    new = SUITES.get("ood")(ctx, scores=["msp"], max_images=40)
+    section = SECTIONS.get("ood")([("old", _as_schema1(new)), ("new", new)], tmp_path / "figs")
+    table = section.tables[0]
+    old_row, new_row = table.rows[0][1:6], table.rows[0][6:11]
+    gauss = new["scores"]["msp"]["per_set"]["gaussian"]
+    assert old_row[4] == new_row[4] == f"{100 * gauss['fpr_at_95_tpr_out']:.1f}"
+    assert old_row[3] == "–" and new_row[3] != "–"
+    assert old_row[:3] == new_row[:3]
+    assert "before schema version 2" in section.text and ": old;" in section.text

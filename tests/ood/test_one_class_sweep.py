@@ -107,7 +107,7 @@ def test_ocsvm_separates_classes_that_differ_in_pixels():
     dark = rng.integers(0, 80, (60, 8, 8, 3), dtype=np.uint8)
     bright = rng.integers(170, 256, (40, 8, 8, 3), dtype=np.uint8)
     m = ocsvm_metrics(dark[:40], dark[40:], bright, OCSVMSettings(max_train=30))
-    assert m["auroc"] == 1.0 and m["fpr95"] == 0.0
+    assert m["auroc_out_pos"] == 1.0 and m["fpr_at_95_tpr_in"] == 0.0
     feats = pixel_features(dark[:2], downsample=2)
     assert feats.shape == (2, 48)
     np.testing.assert_allclose(feats[0, :3], dark[0, :2, :2].reshape(4, 3).mean(0) / 255, rtol=1e-6)
@@ -144,11 +144,11 @@ def test_cli_sweep_writes_per_class_auroc_and_report_then_resumes(tmp_path, monk
                                   dict(net.tasks.items()), batch_size=64)
         assert record["methods"]["ours"] == pytest.approx(again["rotation_translation"])
         if has_sklearn:  # class c is brighter in channel c: raw pixels separate it
-            assert record["methods"]["OC-SVM"]["auroc"] > 0.9
+            assert record["methods"]["OC-SVM"]["auroc_out_pos"] > 0.9
             assert (out / "ocsvm" / f"class_{c}.json").is_file()
     report = (out / "report" / "report.md").read_text()
     assert "| class | OC-SVM | ours |" in report or not has_sklearn
-    auroc = 100 * sweep["records"][0]["methods"]["ours"]["auroc"]
+    auroc = 100 * sweep["records"][0]["methods"]["ours"]["auroc_out_pos"]
     assert "| c0 |" in report and f"{auroc:.1f}" in report
     assert (out / "report" / "figures" / "one_class_auroc.png").stat().st_size > 1000
     # Rerunning trains nothing and recomputes nothing.
@@ -194,3 +194,39 @@ def test_sweep_arguments_fail_before_training(tmp_path):
     assert not any((tmp_path / n).exists() for n in "abcde")
     cfg = class_run_config(make_config(_base(tmp_path, tasks=["rotation:0.5"])), 2, tmp_path, oe=False)
     assert cfg.eval.options["ood"] == {"held_out": True, "scores": ["rotnet"], "ood_sets": ["held_out"]}
+
+
+def _to_schema1(m: dict) -> dict:
+    """A metrics dict as schema version 1 stored it."""
+    return {"auroc": m["auroc_out_pos"], "aupr_in": m["aupr_in_pos"],
+            "aupr_out": m["aupr_out_pos"], "fpr95": m["fpr_at_95_tpr_out"]}
+
+
+def test_sweep_resumes_a_schema1_folder(tmp_path, monkeypatch):
+    """A sweep folder written before schema 2 (old keys in sweep.json, in the class run's
+    results.json and in the OC-SVM cache) resumes without retraining: the run's metrics are
+    upgraded (no in-positive FPR95, shown as missing), the OC-SVM cache is recomputed."""
+    pytest.importorskip("sklearn")
+    base = make_config(_base(tmp_path, epochs=1))
+    out = tmp_path / "sw"
+    new = run_one_class_sweep(base, [0], out)["records"][0]["methods"]
+    res_path = out / "class_0" / "results.json"
+    res = json.loads(res_path.read_text())
+    per_set = res["suites"]["ood"]["scores"]["rotation_translation"]["per_set"]
+    per_set["held_out"] = _to_schema1(per_set["held_out"])
+    res_path.write_text(json.dumps(res))
+    sweep = json.loads((out / "sweep.json").read_text())
+    sweep["records"][0]["methods"] = {k: _to_schema1(v) for k, v in new.items()}
+    (out / "sweep.json").write_text(json.dumps(sweep))
+    cache = out / "ocsvm" / "class_0.json"
+    old_cache = json.loads(cache.read_text())
+    del old_cache["metric_keys"]
+    old_cache["metrics"] = _to_schema1(old_cache["metrics"])
+    cache.write_text(json.dumps(old_cache))
+    monkeypatch.setattr(loop, "fit", lambda *a, **k: pytest.fail("a finished class was retrained"))
+    methods = run_one_class_sweep(base, [0], out)["records"][0]["methods"]
+    assert methods["OC-SVM"] == pytest.approx(new["OC-SVM"])  # recomputed in full
+    ours = methods["ours"]
+    assert ours["fpr_at_95_tpr_in"] is None
+    assert ours["fpr_at_95_tpr_out"] == pytest.approx(new["ours"]["fpr_at_95_tpr_out"])
+    assert ours["auroc_out_pos"] == pytest.approx(new["ours"]["auroc_out_pos"])

@@ -124,7 +124,7 @@ def test_one_class_scores_separate_noise(one_class_model) -> None:
     res = one_class_metrics(model, images, labels, [0], tasks, batch_size=64)
     assert set(res) == {"rotation_translation", "rotnet"}
     for name, m in res.items():
-        assert m["auroc"] > 0.9, name
+        assert m["auroc_out_pos"] > 0.9, name
     s = one_class_scores(model, in_imgs[:5], tasks, ["rotation_translation"])
     # The score is minus a sum of 36 x 3 probabilities: within [-108, 0].
     assert s["rotation_translation"].shape == (5,)
@@ -133,8 +133,8 @@ def test_one_class_scores_separate_noise(one_class_model) -> None:
 
 def test_auroc_table() -> None:
     per_class = {
-        "plane": {"ours": {"auroc": 0.9, "fpr95": 0.3}, "ocsvm": 0.6},
-        "car": {"ours": {"auroc": 0.7, "fpr95": 0.5}},
+        "plane": {"ours": {"auroc_out_pos": 0.9, "fpr_at_95_tpr_in": 0.3}, "ocsvm": 0.6},
+        "car": {"ours": {"auroc_out_pos": 0.7, "fpr_at_95_tpr_in": 0.5}},
     }
     tab = auroc_table(per_class)
     assert tab["methods"] == ["ours", "ocsvm"] and tab["classes"] == ["plane", "car"]
@@ -142,7 +142,14 @@ def test_auroc_table() -> None:
     assert tab["headers"] == ["class", "ours", "ocsvm"]
     assert tab["rows"][1] == ["car", 0.7, None]
     assert tab["rows"][-1][0] == "mean"
-    assert auroc_table(per_class, metric="fpr95")["mean"]["ours"] == pytest.approx(0.4)
+    assert auroc_table(per_class, metric="fpr_at_95_tpr_in")["mean"]["ours"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="unknown metric 'fpr95'"):
+        auroc_table(per_class, metric="fpr95")
+    # Schema-1 records (keys auroc, fpr95) still tabulate; they hold no in-positive FPR95.
+    old = {"plane": {"ours": {"auroc": 0.9, "fpr95": 0.3}}}
+    assert auroc_table(old)["mean"]["ours"] == pytest.approx(0.9)
+    assert auroc_table(old, metric="fpr_at_95_tpr_out")["mean"]["ours"] == pytest.approx(0.3)
+    assert auroc_table(old, metric="fpr_at_95_tpr_in")["mean"]["ours"] is None
 
 
 def test_transform_table_used_by_task_heads() -> None:

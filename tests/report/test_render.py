@@ -124,3 +124,30 @@ def test_failed_first_render_leaves_no_folder_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         render_results([_result("a", 0.5, {})], tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_summary_shows_the_resolved_task_forward(tmp_path):
+    """results.json records the forward mode the loop resolved; the summary table shows it."""
+    from _helpers import tiny_run_config
+    from ssrobust.api import make_config
+    from ssrobust.report import render_runs
+    from ssrobust.train import fit
+
+    runs = [fit(make_config(tiny_run_config(tmp_path, name=n, epochs=1, tasks=["rotation:0.5"],
+                                            task_forward=mode, eval={"suites": ["clean"]})))
+            for n, mode in (("auto_fixed", "auto"), ("sep", "separate"))]
+    results = [json.loads((r / "results.json").read_text()) for r in runs]
+    assert [r["meta"]["task_forward"] for r in results] == ["joint", "separate"]
+    md = (render_runs(runs, tmp_path / "rep") / "report.md").read_text()
+    assert "| task forward |" in md
+
+    def summary_row(text: str, run: str) -> str:  # the summary table comes first
+        return next(ln for ln in text.splitlines() if ln.startswith(f"| {run} |"))
+
+    assert summary_row(md, "auto_fixed").endswith("| joint |")
+    assert summary_row(md, "sep").endswith("| separate |")
+    # An older results.json without meta.task_forward shows an explicit config value, else "–".
+    old = [dict(results[1], meta={}), dict(results[0], meta={}, run="old_auto")]
+    md = (render_results(old, tmp_path / "rep2") / "report.md").read_text()
+    assert summary_row(md, "sep").endswith("| separate |")
+    assert summary_row(md, "old_auto").endswith("| – |")

@@ -36,7 +36,7 @@ def test_run_directory_holds_everything(tmp_path):
         assert r["aux_losses"]["rotation"] > 0 and r["weights"] == {"rotation": 0.5}
     assert any(r["kind"] == "step" for r in recs)
     res = json.loads((run / "results.json").read_text())
-    assert res["schema_version"] == 1 and 0.0 <= res["suites"]["clean"]["accuracy"] <= 1.0
+    assert res["schema_version"] == 2 and 0.0 <= res["suites"]["clean"]["accuracy"] <= 1.0
     assert set(res["suites"]["clean"]["per_class"]) == {"c0", "c1", "c2"}
     assert res["data"]["num_val"] == 16 and res["train"]["epochs"] == 2
 
@@ -159,3 +159,34 @@ def test_ensure_run_reuses_a_finished_run_and_refuses_another_config(tmp_path):
     assert again == first and model.stat().st_mtime_ns == stamp  # not retrained
     with pytest.raises(ConfigError, match="different config"):
         ensure_run(make_config(tiny_run_config(tmp_path, epochs=1, seed=3)))
+
+
+def test_val_size_zero_trains_on_everything_without_validation_metrics(tmp_path):
+    """data.val_size=0 (the Hendrycks presets): all training images are used, epoch records have no
+    validation metric (not NaN), and the report renders the curves without one."""
+    import warnings
+
+    from ssrobust.report import render_runs
+
+    data = {**tiny_run_config(tmp_path)["data"], "val_size": 0}
+    cfg = make_config(tiny_run_config(tmp_path, data=data, tasks=["rotation:0.5"]))
+    run = fit(cfg)
+    res = json.loads((run / "results.json").read_text())
+    assert res["data"]["num_val"] == 0 and res["data"]["num_train"] == 96  # the whole toy train set
+    text = (run / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    epochs = [json.loads(line) for line in text.splitlines() if '"kind": "epoch"' in line]
+    assert len(epochs) == 2 and not any("val_acc" in r or "val_loss" in r for r in epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. matplotlib's "No artists with labels" legend warning
+        out = render_runs([run], tmp_path / "report")
+    assert (out / "figures" / "training_curves.png").is_file()
+
+
+@pytest.mark.parametrize("preset", ["hendrycks_baseline.yaml", "hendrycks_rotation.yaml"])
+def test_hendrycks_presets_train_on_all_50000_images(preset):
+    """The paper trains on all 50,000 CIFAR-10 training images; no preset holds any out unused."""
+    from pathlib import Path
+
+    cfg = make_config(str(Path(__file__).resolve().parents[2] / "configs" / "paper" / preset))
+    assert cfg.data.val_size == 0 and cfg.data.limit_train is None and cfg.weighting.name == "fixed"

@@ -21,13 +21,12 @@ from ..errors import ConfigError
 from ..ood.datasets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
 # ImageSetConfig and read_image_path are re-exported here for existing imports.
 from ..ood.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
-from ..ood.metrics import metrics, roc_points
+from ..ood.metrics import METRIC_KEYS, metrics, roc_points
 from ..ood.scores import OODScore, build_score, check_tasks, score_images, uint8_to_float
 from .base import SUITES, EvalContext
 
 
 DEFAULT_SYNTHETIC = ("gaussian", "rademacher", "blobs")
-METRIC_NAMES = ("auroc", "aupr_in", "aupr_out", "fpr95")
 
 
 def default_scores(tasks: Mapping[str, Any]) -> list[str]:
@@ -108,7 +107,7 @@ def _fit_scores(ctx: EvalContext, scores: Mapping[str, OODScore]) -> None:
 
 
 def _mean_metrics(per_set: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    return {m: float(np.mean([r[m] for r in per_set.values()])) for m in METRIC_NAMES}
+    return {m: float(np.mean([r[m] for r in per_set.values()])) for m in METRIC_KEYS}
 
 
 @SUITES.register("ood")

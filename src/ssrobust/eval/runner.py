@@ -12,7 +12,7 @@ from torch import nn
 from ..errors import ConfigError
 from .base import SUITES, EvalContext
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2  # 2: OOD metric keys renamed (docs/results_schema.md)
 
 
 def run_suites(ctx: EvalContext, suites: Sequence[str], options: dict[str, dict[str, Any]] | None = None

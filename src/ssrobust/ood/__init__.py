@@ -1,12 +1,14 @@
 """Out-of-distribution detection: scores, metrics, OOD image sets and the 36 geometric transforms.
 
-One convention everywhere: a score is an anomaly score, **higher = more anomalous**, and OOD is the
-positive class of the metrics.
+One convention everywhere: a score is an anomaly score, **higher = more anomalous**. Every metric key
+names its positive class (``fpr_at_95_tpr_in``: the literature's FPR95, in-distribution positive;
+see :mod:`ssrobust.ood.metrics`).
 """
 
 from .datasets import SYNTHETIC_OOD, as_ood_images, make_ood_set, split_classes
 from .image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path
-from .metrics import auroc, average_precision, fpr_at_tpr, metrics, roc_curve, roc_points
+from .metrics import (METRIC_KEYS, auroc, average_precision, fpr_at_tpr, metrics, roc_curve,
+                      roc_points, upgrade_metrics)
 from .one_class import auroc_table, one_class_metrics, one_class_scores
 from .scores import (OOD_SCORES, OODScore, ScoreInputs, build_score, compute_score_inputs,
                      score_batch, score_images)
@@ -15,7 +17,8 @@ from .transforms import apply_transform, geometric_transforms, transform_per_sam
 __all__ = [
     "SYNTHETIC_OOD", "as_ood_images", "make_ood_set", "split_classes",
     "ImageSetConfig", "image_set_config", "load_image_set", "read_image_path",
-    "auroc", "average_precision", "fpr_at_tpr", "metrics", "roc_curve", "roc_points",
+    "METRIC_KEYS", "auroc", "average_precision", "fpr_at_tpr", "metrics", "roc_curve",
+    "roc_points", "upgrade_metrics",
     "auroc_table", "one_class_metrics", "one_class_scores",
     "OOD_SCORES", "OODScore", "ScoreInputs", "build_score", "compute_score_inputs", "score_batch",
     "score_images",

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .datasets import split_classes
-from .metrics import metrics
+from .metrics import METRIC_KEYS, metrics, upgrade_metrics
 from .scores import OODScore, build_score, score_images
 
 
@@ -52,8 +52,8 @@ def one_class_metrics(model: nn.Module, images: Any, labels: Any, in_classes: It
                       **kwargs: Any) -> dict[str, dict[str, float]]:
     """Metrics of each score with ``labels`` in ``in_classes`` as in-distribution, the rest OOD.
 
-    Returns ``{score: {"auroc", "aupr_in", "aupr_out", "fpr95"}}``; ``kwargs`` go to
-    :func:`one_class_scores`.
+    Returns ``{score: metrics}`` with the :data:`~ssrobust.ood.metrics.METRIC_KEYS`; ``kwargs`` go
+    to :func:`one_class_scores`.
     """
     in_mask, out_mask = split_classes(np.asarray(torch.as_tensor(labels).cpu()), in_classes)
     if not in_mask.any() or not out_mask.any():
@@ -62,20 +62,25 @@ def one_class_metrics(model: nn.Module, images: Any, labels: Any, in_classes: It
     return {name: metrics(v[in_mask], v[out_mask]) for name, v in s.items()}
 
 
-def auroc_table(per_class: Mapping[str, Mapping[str, Any]], metric: str = "auroc"
+def auroc_table(per_class: Mapping[str, Mapping[str, Any]], metric: str = "auroc_out_pos"
                 ) -> dict[str, Any]:
     """Aggregate one-class results into a class-by-method table with the mean over classes.
 
     Args:
         per_class: ``{class name: {method: value or metrics dict}}`` (e.g. the output of
             :func:`one_class_metrics` per class; a plain float is taken as the metric itself, so
-            baselines such as an OC-SVM AUROC can be mixed in).
-        metric: which entry of a metrics dict to tabulate.
+            baselines such as an OC-SVM AUROC can be mixed in). Metrics dicts with the schema-1
+            keys are read through :func:`~ssrobust.ood.metrics.upgrade_metrics`.
+        metric: which entry of a metrics dict to tabulate (a key of ``METRIC_KEYS``); a dict
+            without it counts as missing.
     Returns:
         ``{"metric", "methods", "classes", "values": {method: {class: value or None}},
         "mean": {method: mean over the classes that have it}, "headers", "rows"}``; ``headers`` /
         ``rows`` (class rows then a ``"mean"`` row) can be passed to ``ssrobust.report.Table``.
     """
+    if metric not in METRIC_KEYS:
+        raise ValueError(f"auroc_table: unknown metric {metric!r}; expected one of "
+                         f"{', '.join(METRIC_KEYS)}")
     classes = list(per_class)
     methods: list[str] = []
     for res in per_class.values():
@@ -84,7 +89,9 @@ def auroc_table(per_class: Mapping[str, Mapping[str, Any]], metric: str = "auroc
     for c, res in per_class.items():
         for m in methods:
             v = res.get(m)
-            values[m][c] = float(v[metric] if isinstance(v, Mapping) else v) if v is not None else None
+            if isinstance(v, Mapping):
+                v = upgrade_metrics(v).get(metric)
+            values[m][c] = float(v) if v is not None else None
     mean = {}
     for m in methods:
         got = [v for v in values[m].values() if v is not None]

@@ -12,7 +12,9 @@ reports the per-class AUROC and the mean over the ten CIFAR-10 classes.
 Sweeps are resumable: a finished run is reused (:func:`~ssrobust.train.loop.ensure_run`), an
 interrupted one resumes from its checkpoint, OC-SVM results are cached per class
 (``ocsvm/class_<c>.json``), and ``sweep.json`` is rewritten after every class, keeping what earlier
-invocations recorded (so the plain and the OE sweep fill one table).
+invocations recorded (so the plain and the OE sweep fill one table). Metrics recorded before
+schema version 2 (keys ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95``) are upgraded on reading
+(:func:`~ssrobust.ood.metrics.upgrade_metrics`); such OC-SVM caches are recomputed.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..paths import make_dir
 from ..train.config import ComponentConfig, RunConfig
 from ..train.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
-from .metrics import metrics
+from .metrics import METRIC_KEYS, metrics, upgrade_metrics
 
 SWEEP_FILE = "sweep.json"
 OCSVM_LABEL = "OC-SVM"
@@ -83,7 +85,7 @@ def pixel_features(images: np.ndarray, downsample: int = 1) -> np.ndarray:
 
 def ocsvm_metrics(train_images: np.ndarray, images_in: np.ndarray, images_out: np.ndarray,
                   settings: OCSVMSettings = OCSVMSettings()) -> dict[str, float]:
-    """Fit a one-class SVM on ``train_images`` and return the OOD metrics (``auroc``, ...) of its
+    """Fit a one-class SVM on ``train_images`` and return the OOD metrics (``METRIC_KEYS``) of its
     anomaly score with ``images_in`` in-distribution and ``images_out`` OOD (uint8 NHWC)."""
     from sklearn.svm import OneClassSVM
 
@@ -146,9 +148,10 @@ def class_run_config(base: RunConfig, c: int, out_dir: str | Path, oe: bool) -> 
 def _ocsvm_for_class(cfg: RunConfig, c: int, out_dir: Path, settings: OCSVMSettings,
                      splits: DatasetSplits | None) -> dict[str, float]:
     """OC-SVM metrics of class ``c``, cached in ``out_dir/ocsvm/class_<c>.json`` (recomputed when
-    the data config or the settings differ)."""
+    the data config, the settings or the metric keys differ)."""
     cache = out_dir / "ocsvm" / f"class_{c}.json"
-    key = {"settings": dataclasses.asdict(settings), "data": to_dict(cfg.data)}
+    key = {"settings": dataclasses.asdict(settings), "data": to_dict(cfg.data),
+           "metric_keys": list(METRIC_KEYS)}
     if cache.is_file():
         old = read_json(cache)
         if {k: old.get(k) for k in key} == key:
@@ -172,12 +175,21 @@ def _class_record(cfg: RunConfig, c: int, out_dir: Path, oe: bool,
     results = ensure_run(cfg, splits)
     scores = results["suites"]["ood"]["scores"]
     suffix = "+OE" if oe else ""
-    methods = {SCORE_LABELS.get(s, s) + suffix: rec["per_set"]["held_out"] for s, rec in scores.items()}
+    # A class run finished before schema version 2 has the old metric keys: upgrade them.
+    methods = {SCORE_LABELS.get(s, s) + suffix: upgrade_metrics(rec["per_set"]["held_out"])
+               for s, rec in scores.items()}
     runs = {label: cfg.name for label in methods}
     if ocsvm is not None:
         methods[OCSVM_LABEL] = _ocsvm_for_class(cfg, c, out_dir, ocsvm, splits)
     return {"class": int(c), "name": results["data"]["class_names"][0], "methods": methods,
             "runs": runs}
+
+
+def _upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A ``sweep.json`` record with its metrics dicts in the current keys (plain floats kept)."""
+    methods = {m: upgrade_metrics(v) if isinstance(v, dict) else v
+               for m, v in record.get("methods", {}).items()}
+    return {**record, "methods": methods}
 
 
 def _merge(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +235,7 @@ def run_one_class_sweep(base: RunConfig, classes: Sequence[int] | None, out_dir:
     make_dir(out_dir, "sweep folder")  # one-line error when it is a file
     path = out_dir / SWEEP_FILE
     sweep: dict[str, Any] = read_json(path) if path.is_file() else {"records": []}
-    by_class = {r["class"]: r for r in sweep["records"]}
+    by_class = {r["class"]: _upgrade_record(r) for r in sweep["records"]}
     sweep.setdefault("base_configs", {})["oe" if use_oe else "plain"] = to_dict(base)
     sweep["ocsvm"] = {"settings": dataclasses.asdict(ocsvm_settings), "skipped": missing}
     for c, cfg in configs.items():

@@ -69,9 +69,13 @@ def training_curves(results: list[dict], names: list[str], path: Path) -> Path |
             axes[1].plot(ep, [100 * m["val_acc"] for m in recs], label=n)
     axes[0].set(xlabel="epoch", ylabel="training loss (total)", title="Training loss")
     axes[1].set(xlabel="epoch", ylabel="validation accuracy (%)", title="Validation accuracy")
+    if not axes[1].lines:  # data.val_size: 0 everywhere: say so instead of an empty legend
+        axes[1].text(0.5, 0.5, "no validation split (data.val_size: 0)", ha="center",
+                     va="center", transform=axes[1].transAxes)
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.lines:
+            ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -37,6 +37,9 @@ def load_results(run_dir: Path) -> dict:
         res = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(res, dict):
+        raise CheckpointError(f"{path} holds a JSON {type(res).__name__}, expected an object "
+                              f"with 'suites'")
     res.setdefault("run_dir", str(run_dir))
     return res
 
@@ -194,10 +197,18 @@ def _summary(results: list[dict], names: list[str]) -> Section:
         rows.append([n, cfg.get("model", {}).get("name", "–"), ", ".join(cfg.get("tasks", [])) or "none",
                      cfg.get("strategy", {}).get("name", "–"), train.get("epochs", "–"),
                      f"{train['time_s']:.0f}" if "time_s" in train else "–",
-                     f"{ips:.0f}" if ips else "–", pct(clean.get("accuracy"))])
+                     f"{ips:.0f}" if ips else "–", pct(clean.get("accuracy")), _task_forward(r)])
     table = Table(["run", "model", "tasks", "strategy", "epochs", "train time (s)", "train img/s",
-                   "clean acc (%)"], rows)
+                   "clean acc (%)", "task forward"], rows)
     return Section("Summary", tables=[table])
+
+
+def _task_forward(result: dict) -> str:
+    """The trunk forward mode the run trained with: ``meta.task_forward`` (resolved by the loop),
+    else an explicit ``config.task_forward``; "–" when neither says (e.g. ``auto``, unrecorded)."""
+    recorded = result.get("meta", {}).get("task_forward")
+    configured = result.get("config", {}).get("task_forward")
+    return recorded or (configured if configured in ("joint", "separate") else "–")
 
 
 def _markdown(title: str, intro: str, sections: list[Section], root: Path) -> str:
