@@ -15,3 +15,7 @@ class DataError(SsrobustError, ValueError):
 
 class CheckpointError(SsrobustError, RuntimeError):
     """A checkpoint or run directory is missing, corrupt or incompatible."""
+
+
+class DivergenceError(SsrobustError, FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights (learning rate, precision, data)."""
