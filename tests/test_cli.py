@@ -113,11 +113,15 @@ def test_overrides_may_follow_flags(tmp_path, capsys):
     assert record["n_images"] == 4 and record["names"] == ["contrast"] and record["severities"] == [2]
 
 
-def test_eval_max_images_zero_is_refused_for_a_suite(tmp_path, capsys):
+def test_eval_refuses_zero_images_and_eps_outside_the_unit_interval(tmp_path, capsys):
     assert main(_train_argv(tmp_path, epochs=1)) == 0
     run = tmp_path / "runs" / "tiny"
     before = (run / "results.json").read_text()
-    assert main(["eval", str(run), "--suites", "corruptions", "corruptions.max_images=0"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "corruptions.max_images must be an integer >= 1" in err
+    capsys.readouterr()
+    for option, message in (("corruptions.max_images=0", "corruptions.max_images must be an integer >= 1"),
+                            ("adversarial.max_images=0", "adversarial.max_images must be a finite number >= 1"),
+                            ("adversarial.eps=8", "adversarial.eps must be a finite number in [0, 1], got 8")):
+        assert main(["eval", str(run), option]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert (run / "results.json").read_text() == before  # nothing recorded

@@ -64,7 +64,8 @@ def check_attack_args(eps: float, norm: str, bn_mode: str) -> None:
 
     ℓ∞ ``eps`` must lie in [0, 1] (beyond 1 the ball holds the whole pixel box: ``eps=8`` is a
     typo for ``8/255``); an ℓ2 radius may exceed 1 (its box diagonal is ``sqrt(C*H*W)``).
-    Errors are :class:`~ssrobust.errors.ConfigError` (a ``ValueError``), which the CLI reports.
+    Every error is a ``ValueError`` (a bad ``eps`` a :class:`~ssrobust.errors.ConfigError`), which
+    the CLI reports as one line with exit status 2.
     """
     if norm not in NORMS:
         raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")

@@ -76,7 +76,8 @@ def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
     truncation, default on), ``baseline`` (a results.json or record file: adds CE/mCE via
     :func:`add_mce`).
     """
-    if max_images is not None and not (isinstance(max_images, int) and max_images >= 1):
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int)
+                                   or max_images < 1):
         raise ConfigError(f"corruptions.max_images must be an integer >= 1 (or null for all), got {max_images!r}")
     severities = None if severities is None else [int(s) for s in severities]
     if severities is not None and (not severities or any(s not in SEVERITIES for s in severities)):
