@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from _helpers import tiny_run_config
 from ssrobust.cli import main
@@ -126,3 +127,65 @@ def test_data_errors_exit_2_naming_the_file(tmp_path, capsys):
     assert err == f"error: {garbage}: not a .npz archive (no zip header); expected a file written by " \
                   f"numpy.savez or numpy.savez_compressed\n"
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.nan", "optim.lr must be a finite number > 0, got nan"),
+    ("optim.lr=inf", "optim.lr must be a finite number > 0, got inf"),
+    ("optim.lr=0", "optim.lr must be a finite number > 0, got 0.0"),
+    ("optim.lr=-0.1", "optim.lr must be a finite number > 0, got -0.1"),
+    ("optim.momentum=1.0", "optim.momentum must be a finite number in [0, 1), got 1.0"),
+    ("optim.momentum=-0.5", "optim.momentum must be a finite number in [0, 1), got -0.5"),
+    ("eval.max_images=0", "eval.max_images must be >= 1"),
+    ("tasks=[rotation:inf]", "tasks: the weight in 'rotation:inf' must be a finite number"),
+])
+def test_bad_numbers_exit_2_with_one_line_naming_the_key(override, message, capsys):
+    assert main(["train", override, "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def _train_argv(tmp_path, **over) -> list[str]:
+    return ["train"] + [f"{k}={json.dumps(v)}" for k, v in tiny_run_config(tmp_path, **over).items()]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"name": "pgd_at", "options": {"eps": 8}}, "strategy.options.eps must be a finite number in [0, 1], got 8"),
+    ({"name": "trades", "options": {"eps": -0.1}}, "strategy.options.eps must be a finite number in [0, 1]"),
+    ({"name": "pgd_at", "options": {"step_size": -1}}, "strategy.options.step_size must be a finite number >= 0"),
+    ({"name": "pgd_at", "options": {"steps": -2}}, "strategy.options.steps must be a finite number >= 0"),
+])
+def test_bad_attack_settings_of_a_strategy_exit_2_before_training(tmp_path, options, message, capsys):
+    assert main(_train_argv(tmp_path, strategy=options)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "runs" / "tiny" / "checkpoint.pt").exists()
+
+
+def test_overrides_may_follow_flags(tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_run_config(tmp_path, epochs=2)))
+    assert main(["train", str(cfg), "--print-config", "epochs=3"]) == 0
+    assert "epochs: 3" in capsys.readouterr().out
+    assert main(["train", "--overwrite", str(cfg), "epochs=1", "eval.suites=[clean]"]) == 0
+    run = tmp_path / "runs" / "tiny"
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 1
+    argv = ["eval", str(run), "--suites", "corruptions", "corruptions.max_images=4",
+            "--device", "cpu", "corruptions.names=[contrast]", "corruptions.severities=[2]"]
+    assert main(argv) == 0
+    record = json.loads((run / "results.json").read_text())["suites"]["corruptions"]
+    assert record["n_images"] == 4 and record["names"] == ["contrast"] and record["severities"] == [2]
+
+
+def test_eval_refuses_zero_images_and_eps_outside_the_unit_interval(tmp_path, capsys):
+    assert main(_train_argv(tmp_path, epochs=1)) == 0
+    run = tmp_path / "runs" / "tiny"
+    before = (run / "results.json").read_text()
+    capsys.readouterr()
+    for option, message in (("corruptions.max_images=0", "corruptions.max_images must be an integer >= 1"),
+                            ("adversarial.max_images=0", "adversarial.max_images must be a finite number >= 1"),
+                            ("adversarial.eps=8", "adversarial.eps must be a finite number in [0, 1], got 8")):
+        assert main(["eval", str(run), option]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert (run / "results.json").read_text() == before  # nothing recorded

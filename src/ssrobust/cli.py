@@ -56,7 +56,8 @@ def _train(a: argparse.Namespace) -> int:
 def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--suites", default=None, help="comma-separated suites (default: those in the run's config)")
-    p.add_argument("options", nargs="*", metavar="suite.key=value", help="suite options, e.g. corruptions.max_images=200")
+    p.add_argument("options", nargs="*", default=[], metavar="suite.key=value",
+                   help="suite options, e.g. corruptions.max_images=200")
     p.add_argument("--device", default=None)
     p.add_argument("--no-verify", action="store_true",
                    help="do not check a -C folder's files against the sha256 sums of its manifest.json")
@@ -226,12 +227,30 @@ def _one_class(a: argparse.Namespace) -> int:
     return 0
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """Sub-command parser whose flags and positionals may come in any order, e.g. ``train cfg.yaml
+    --overwrite epochs=1`` (plain argparse stops collecting ``nargs="*"`` positionals at the first
+    flag and rejects the rest). The sub-parsers action calls ``parse_known_args``; the intermixed
+    parse calls it again internally, hence the re-entrancy flag."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="ssrobust", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ssrobust {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_IntermixedParser)
     for name, (setup, _) in COMMANDS.items():
         sp = sub.add_parser(name, help=(COMMANDS[name][1].__doc__ or "").strip() or None)
         setup(sp)

@@ -19,3 +19,7 @@ class CheckpointError(SsrobustError, RuntimeError):
 
 class LockedError(SsrobustError, RuntimeError):
     """Another process is writing the same run directory or output folder."""
+
+
+class DivergenceError(SsrobustError, FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights (learning rate, precision, data)."""

@@ -8,6 +8,8 @@ keys and wrongly typed values raise :class:`ConfigError` naming the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import types
 import typing
 from pathlib import Path
@@ -116,6 +118,32 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if isinstance(tp, type) and isinstance(value, tp):
         return value
     raise ConfigError(f"{key}: cannot convert {value!r} to {_name(tp)}")
+
+
+def check_number(key: str, value: Any, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite number within the bounds (``low_open``/``high_open``
+    exclude the bound itself); otherwise a one-line :class:`ConfigError` naming ``key``, the
+    allowed range and the value, e.g. ``optim.lr must be a finite number > 0, got nan``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        bounds = _interval(low, high, low_open, high_open)
+        raise ConfigError(f"{key} must be a finite number{' ' + bounds if bounds else ''}, got {value!r}")
+    return float(value)
+
+
+def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high:g}"
+    return ""
 
 
 def _name(tp: Any) -> str:

@@ -143,6 +143,39 @@ def test_attacks_are_frozen_and_validate_their_fields():
         build_attack("cw")
 
 
+@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("eps", [8, 1.5, -0.1, float("nan"), float("inf")])
+def test_linf_eps_outside_the_unit_interval_fails_at_construction(name, eps):
+    # eps=8 is the classic typo for 8/255: beyond 1 the ℓ∞ ball holds the whole [0, 1] box.
+    # (AutoAttack is constructed without its package; only calling it needs the package.)
+    extra = {"version": "custom", "attacks": ("apgd-ce",)} if name == "autoattack" else {}
+    with pytest.raises(ValueError, match=r"eps must be a finite number in \[0, 1\], got"):
+        build_attack(name, eps=eps, norm="linf", **extra)
+
+
+def test_l2_radius_may_exceed_one_but_not_be_negative_or_nan():
+    assert PGD(eps=1.5, norm="l2").eps == 1.5  # the paper configs sweep ℓ2 radii up to 1.5
+    for eps in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="eps must be a finite number >= 0"):
+            PGD(eps=eps, norm="l2")
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("pgd", {"step_size": float("nan")}, "step_size=nan"),
+    ("pgd", {"step_size": float("inf")}, "step_size=inf"),
+    ("pgd", {"steps": -1}, "steps=-1"),
+    ("pgd", {"restarts": 0}, "restarts=0"),
+    ("spsa", {"delta": float("nan")}, "delta=nan"),
+    ("spsa", {"step_size": float("inf")}, "step_size=inf"),
+    ("spsa", {"step_size": -0.01}, "step_size=-0.01"),
+    ("autoattack", {"batch_size": 0}, "batch_size=0"),
+    ("autoattack", {"square_queries": 0}, "square_queries=0"),
+])
+def test_step_settings_are_validated_at_construction(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        build_attack(name, **options)
+
+
 def test_rejects_inputs_outside_the_unit_box(tiny, batch):
     x, y = batch
     with pytest.raises(ValueError, match=r"\[0, 1\]"):

@@ -161,6 +161,32 @@ def test_unknown_option_is_a_config_error():
         SUITES.get("adversarial")(context(QuantizedLinear(quantize=False)), max_imgs=10)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"eps": 8}, r"adversarial.eps must be a finite number in \[0, 1\], got 8"),
+    ({"eps": float("nan")}, "adversarial.eps must be a finite number"),
+    ({"sweep_linf": [0.0, 2.0]}, r"adversarial.sweep_linf\[1\] must be a finite number in \[0, 1\]"),
+    ({"sweep_l2": [0.5, -1.0]}, r"adversarial.sweep_l2\[1\] must be a finite number >= 0"),
+    ({"max_images": 0}, "adversarial.max_images must be a finite number >= 1, got 0"),
+    ({"pgd20_step_size": float("inf")}, "adversarial.pgd20_step_size must be a finite number >= 0"),
+    ({"spsa_delta": 0.0}, "adversarial.spsa_delta must be a finite number > 0"),
+    ({"masking_tolerance": 2.0}, r"adversarial.masking_tolerance must be a finite number in \[0, 1\]"),
+])
+def test_bad_values_are_refused_before_any_attack_runs(options, message, monkeypatch):
+    def no_attacks(*args, **kwargs):
+        raise AssertionError("an attack ran before the options were validated")
+
+    monkeypatch.setattr(adversarial, "_attack_set", no_attacks)
+    with pytest.raises(ConfigError, match=message):
+        SUITES.get("adversarial")(context(QuantizedLinear(quantize=False)), **{**SMALL, **options})
+
+
+def test_an_empty_test_set_is_an_error_not_accuracy_none():
+    ctx = context(QuantizedLinear(quantize=False))
+    ctx.images, ctx.labels = ctx.images[:0], ctx.labels[:0]
+    with pytest.raises(ConfigError, match="no images"):
+        SUITES.get("adversarial")(ctx, **SMALL)
+
+
 def test_monotone_check_allows_one_sample_and_no_more():
     ok = adversarial.monotone_check("m", ["a", "b", "c"], [10, 11, 3], tolerance=1)
     bad = adversarial.monotone_check("m", ["a", "b", "c"], [10, 8, 10], tolerance=1)

@@ -90,6 +90,19 @@ def test_model_mode_is_restored_and_bad_options_fail():
         SUITES.get("corruptions")(context(), names=["fog"], severities=[0])
 
 
+@pytest.mark.parametrize("max_images", [0, -3])
+def test_max_images_below_one_is_refused_not_recorded_as_accuracy_zero(max_images):
+    with pytest.raises(ConfigError, match=f"corruptions.max_images must be an integer >= 1.*got {max_images}"):
+        SUITES.get("corruptions")(context(), names=["contrast"], severities=[1], max_images=max_images)
+
+
+def test_an_empty_test_set_is_an_error():
+    ctx = context()
+    ctx.images, ctx.labels = ctx.images[:0], ctx.labels[:0]
+    with pytest.raises(ConfigError, match="no images"):
+        SUITES.get("corruptions")(ctx, names=["contrast"], severities=[1])
+
+
 def _record(acc: dict, clean: float) -> dict:
     return {"accuracy": {n: {str(s): a for s, a in enumerate(v, 1)} for n, v in acc.items()},
             "clean_accuracy": clean}

@@ -195,6 +195,10 @@ def test_ss_in_loss_false_keeps_the_heads_out_of_the_update():
     ("pgd_at", {"attack_precision": "fp16"}, "attack_precision"),
     ("trades", {"beta": -1.0}, "beta"),
     ("trades", {"eps": -0.1}, "eps"),
+    ("pgd_at", {"eps": 8}, r"strategy.options.eps must be a finite number in \[0, 1\], got 8"),
+    ("trades", {"eps": float("nan")}, "strategy.options.eps must be a finite number"),
+    ("pgd_at", {"step_size": float("inf")}, "strategy.options.step_size must be a finite number >= 0"),
+    ("pgd_at", {"steps": -1}, "strategy.options.steps must be a finite number >= 0"),
 ])
 def test_bad_options_fail_at_construction(name, options, message):
     with pytest.raises(ConfigError, match=message):

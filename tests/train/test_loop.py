@@ -13,8 +13,10 @@ import torch
 
 from _helpers import tiny_run_config
 from ssrobust.api import make_config
-from ssrobust.errors import ConfigError
-from ssrobust.train import cosine_lr, fit
+from ssrobust.cli import main
+from ssrobust.errors import ConfigError, DivergenceError
+from ssrobust.train import cosine_lr, fit, loop
+from ssrobust.train.strategies import Standard, StepOutput
 
 
 def _weights(run_dir):
@@ -190,3 +192,56 @@ def test_hendrycks_presets_train_on_all_50000_images(preset):
 
     cfg = make_config(str(Path(__file__).resolve().parents[2] / "configs" / "paper" / preset))
     assert cfg.data.val_size == 0 and cfg.data.limit_train is None and cfg.weighting.name == "fixed"
+
+
+class _PoisonedStep(Standard):
+    """The standard step, with a NaN loss (``what="loss"``) or, after a finite loss, NaN weights
+    (``what="weights"``) at call ``at`` (counted from 0 in this process)."""
+
+    def __init__(self, what: str, at: int) -> None:
+        self.what, self.at, self.calls = what, at, 0
+
+    def __call__(self, net, x, y, generator, extras=None):
+        out = super().__call__(net, x, y, generator, extras)
+        self.calls += 1
+        if self.calls - 1 != self.at:
+            return out
+        if self.what == "loss":
+            return StepOutput(out.logits, out.main_loss * float("nan"), out.aux_losses)
+        # .data: the forward already used the old values; only the stored weights turn NaN
+        next(self.unwrap(net).parameters()).data.fill_(float("nan"))
+        return out
+
+
+def _diverge_in_second_epoch(tmp_path, monkeypatch, what: str, at: int):
+    """Train epoch 0 normally, then resume through the CLI with a step that diverges. Returns the
+    run directory, the checkpoint's bytes after epoch 0, the steps per epoch and the exit code."""
+    cfg = tiny_run_config(tmp_path, epochs=3)
+    run = fit(make_config(cfg), stop_after=1)
+    ck = (run / "checkpoint.pt").read_bytes()
+    steps = torch.load(run / "checkpoint.pt", weights_only=True)["state"]["step"]
+    monkeypatch.setattr(loop, "build_strategy", lambda name, **options: _PoisonedStep(what, at))
+    code = main(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()])
+    return run, ck, steps, code
+
+
+def test_nan_loss_is_a_one_line_error_naming_epoch_and_step_and_keeps_the_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    run, ck, steps, code = _diverge_in_second_epoch(tmp_path, monkeypatch, "loss", at=2)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: loss became nan at epoch 1 step {steps + 2}; ")
+    assert f"{run / 'checkpoint.pt'} (after 1 epoch(s)) is kept" in err and "optim.lr" in err
+    assert (run / "checkpoint.pt").read_bytes() == ck and not (run / "model.pt").exists()
+
+
+def test_nan_weights_after_the_last_step_do_not_overwrite_the_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSROBUST_DEBUG", "1")  # main() lets the exception through
+    with pytest.raises(DivergenceError, match="weights became non-finite at epoch 1 step 9; "):
+        _diverge_in_second_epoch(tmp_path, monkeypatch, "weights", at=4)  # the last of 5 steps
+    run = tmp_path / "runs" / "tiny"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["step"]) == (1, 5)  # still the checkpoint of epoch 0
+    epochs = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()
+              if json.loads(x)["kind"] == "epoch"]
+    assert epochs == [0]  # no record of the diverged epoch either

@@ -7,7 +7,10 @@ import math
 import pytest
 import torch
 
-from ssrobust.errors import ConfigError
+from _helpers import tiny_run_config
+from ssrobust.api import make_config
+from ssrobust.errors import ConfigError, DivergenceError
+from ssrobust.train import fit
 from ssrobust.weighting import build_weighting
 from ssrobust.weighting.uncertainty import UncertaintyWeighting
 
@@ -53,3 +56,22 @@ def test_registry_no_weight_decay_and_invalid_weights():
     assert "log_vars" in w.state_dict()
     with pytest.raises(ConfigError):
         UncertaintyWeighting({"a": 0.0})
+    for bad in (float("inf"), float("nan")):  # -log(inf) = -inf would overflow in weights()
+        with pytest.raises(ConfigError, match="finite and > 0"):
+            UncertaintyWeighting({"a": bad})
+
+
+def test_weights_of_a_huge_negative_log_variance_are_inf_not_overflow():
+    w = UncertaintyWeighting({"a": 1.0, "b": 1.0})
+    with torch.no_grad():
+        w.log_vars.copy_(torch.tensor([-1000.0, 2.0]))  # exp(1000) overflows a double
+    weights = w.weights()
+    assert weights["a"] == math.inf and weights["b"] == pytest.approx(math.exp(-2.0))
+
+
+def test_a_diverging_run_stops_with_the_step_error_not_overflow(tmp_path):
+    # lr 1e6 drives log_vars to about -1e6 in the first step: exp(-s) is then inf.
+    cfg = make_config(tiny_run_config(tmp_path, epochs=1, tasks=["rotation"], optim={"lr": 1e6},
+                                      weighting={"name": "uncertainty"}))
+    with pytest.raises(DivergenceError, match=r"loss became (inf|nan) at epoch 0 step 1; no checkpoint"):
+        fit(cfg)

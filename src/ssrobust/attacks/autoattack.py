@@ -139,6 +139,9 @@ class AutoAttack:
         check_attack_args(self.eps, self.norm, self.bn_mode)
         if (self.version == "custom") != (self.attacks is not None):
             raise ValueError("AutoAttack: give `attacks` exactly when version='custom'")
+        if self.batch_size < 1 or (self.square_queries is not None and self.square_queries < 1):
+            raise ValueError(f"AutoAttack needs batch_size >= 1 and square_queries >= 1 (or None), got "
+                             f"batch_size={self.batch_size!r}, square_queries={self.square_queries!r}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:

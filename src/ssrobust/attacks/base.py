@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..typedconfig import check_number
 
 ATTACKS: Registry = Registry("attack")
 
@@ -59,13 +60,18 @@ def build_attack(name: str, **options: object) -> Attack:
 # --------------------------------------------------------------------------- validation, modes
 
 def check_attack_args(eps: float, norm: str, bn_mode: str) -> None:
-    """Shared ``__post_init__`` checks (a wrong value fails at construction, not mid-evaluation)."""
+    """Shared ``__post_init__`` checks (a wrong value fails at construction, not mid-evaluation).
+
+    ℓ∞ ``eps`` must lie in [0, 1] (beyond 1 the ball holds the whole pixel box: ``eps=8`` is a
+    typo for ``8/255``); an ℓ2 radius may exceed 1 (its box diagonal is ``sqrt(C*H*W)``).
+    Every error is a ``ValueError`` (a bad ``eps`` a :class:`~ssrobust.errors.ConfigError`), which
+    the CLI reports as one line with exit status 2.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm {norm!r} is not one of {', '.join(NORMS)}")
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode {bn_mode!r} is not one of {', '.join(BN_MODES)}")
-    if not (eps >= 0 and math.isfinite(eps)):
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    check_number("eps", eps, 0.0, 1.0 if norm == "linf" else None)
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -10,6 +10,7 @@ objective value (its worst case).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -67,8 +68,9 @@ class PGD:
 
     def __post_init__(self) -> None:
         check_attack_args(self.eps, self.norm, self.bn_mode)
-        if self.steps < 0 or self.restarts < 1 or self.step_size < 0:
-            raise ValueError("PGD needs steps >= 0, restarts >= 1 and step_size >= 0")
+        if not (self.steps >= 0 and self.restarts >= 1 and self.step_size >= 0 and math.isfinite(self.step_size)):
+            raise ValueError(f"PGD needs steps >= 0, restarts >= 1 and a finite step_size >= 0, got "
+                             f"steps={self.steps!r}, restarts={self.restarts!r}, step_size={self.step_size!r}")
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ on a CPU — raise ``samples``/``steps`` for final evaluations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -54,8 +55,12 @@ class SPSA:
 
     def __post_init__(self) -> None:
         check_attack_args(self.eps, self.norm, self.bn_mode)
-        if self.steps < 0 or self.samples < 1 or self.delta <= 0 or self.max_batch < 2:
-            raise ValueError("SPSA needs steps >= 0, samples >= 1, delta > 0 and max_batch >= 2")
+        finite = math.isfinite(self.delta) and math.isfinite(self.step_size)
+        if not (finite and self.steps >= 0 and self.samples >= 1 and self.delta > 0 and self.step_size >= 0
+                and self.max_batch >= 2):
+            raise ValueError(f"SPSA needs steps >= 0, samples >= 1, finite delta > 0 and step_size >= 0, "
+                             f"max_batch >= 2, got steps={self.steps!r}, samples={self.samples!r}, "
+                             f"delta={self.delta!r}, step_size={self.step_size!r}, max_batch={self.max_batch!r}")
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

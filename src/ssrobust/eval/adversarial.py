@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from ..attacks import PGD, SPSA, AutoAttack, Margin, autoattack_available
 from ..attacks.autoattack import AutoAttackWarning
 from ..attacks.base import BALL_ATOL, Attack, ball_excess, ball_tolerance
-from ..typedconfig import from_dict
+from ..errors import ConfigError
+from ..typedconfig import check_number, from_dict
 from .base import SUITES, EvalContext, predict
 
 LINF_SWEEP = tuple(v / 255 for v in (0, 1, 2, 4, 6, 8, 10, 12, 16))
@@ -69,6 +70,23 @@ class AdversarialOptions:
     masking_tolerance: float = 0.01
     monotone_tolerance: int = 1
     bn_mode: Literal["eval", "train"] = "eval"
+
+    def __post_init__(self) -> None:
+        """Refuse bad values before any attack runs, naming the option (``adversarial.eps``)."""
+        for key in ("max_images", "square_queries") + (("sweep_images",) if self.sweep_images is not None else ()):
+            check_number(f"adversarial.{key}", getattr(self, key), low=1)  # n = 0 would record 0.0
+        for key in ("pgd20_steps", "pgd100_steps", "sweep_steps", "gradient_free_images", "spsa_steps",
+                    "monotone_tolerance", "pgd20_step_size", "pgd100_step_size", "sweep_step_factor",
+                    "spsa_step_size"):
+            check_number(f"adversarial.{key}", getattr(self, key), low=0)
+        check_number("adversarial.spsa_samples", self.spsa_samples, low=1)
+        check_number("adversarial.spsa_delta", self.spsa_delta, low=0, low_open=True)
+        check_number("adversarial.masking_tolerance", self.masking_tolerance, 0, 1)
+        check_number("adversarial.eps", self.eps, 0, 1)  # the suite's ε is ℓ∞
+        for i, eps in enumerate(self.sweep_linf):
+            check_number(f"adversarial.sweep_linf[{i}]", eps, 0, 1)
+        for i, eps in enumerate(self.sweep_l2):
+            check_number(f"adversarial.sweep_l2[{i}]", eps, low=0)
 
 
 @dataclass
@@ -295,6 +313,8 @@ def adversarial_suite(ctx: EvalContext, **options: Any) -> dict:
     """
     opts = from_dict(AdversarialOptions, options, "adversarial")
     n = min(opts.max_images, len(ctx.labels))
+    if n == 0:
+        raise ConfigError("adversarial suite: the test set has no images to attack")
     n_sweep = min(opts.sweep_images or n, n)
     saved_modes = [(mod, mod.training) for mod in ctx.model.modules()]
     ctx.model.eval()

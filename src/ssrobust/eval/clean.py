@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import ConfigError
 from .base import SUITES, EvalContext, predict
 
 
@@ -29,6 +30,8 @@ def clean_accuracy(ctx: EvalContext) -> dict:
     finally:
         model.train(was_training)
     n = int(total.sum())
+    if n == 0:  # an accuracy of 0.0 on no images would look like a result
+        raise ConfigError("clean suite: the test set has no images to evaluate")
     per_class = {name: (float(correct[i]) / float(total[i]) if total[i] else None)
                  for i, name in enumerate(ctx.class_names)}
     return {"accuracy": float(correct.sum()) / max(n, 1), "loss": loss_sum / max(n, 1),

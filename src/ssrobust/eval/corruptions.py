@@ -78,6 +78,9 @@ def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
     :func:`add_mce`), ``verify`` (check a folder's files against the sha256 sums of its
     ``manifest.json`` when it has one; default on).
     """
+    if max_images is not None and (isinstance(max_images, bool) or not isinstance(max_images, int)
+                                   or max_images < 1):
+        raise ConfigError(f"corruptions.max_images must be an integer >= 1 (or null for all), got {max_images!r}")
     severities = None if severities is None else [int(s) for s in severities]
     if severities is not None and (not severities or any(s not in SEVERITIES for s in severities)):
         raise ConfigError(f"corruptions.severities must be values in 1..5; got {severities}")
@@ -103,6 +106,8 @@ def _from_engine(ctx: EvalContext, names: list[str], severities: list[int], max_
     if unknown:
         raise ConfigError(f"corruptions.names: unknown {', '.join(unknown)}; known: {', '.join(NAMES)}")
     n = len(ctx.labels) if max_images is None else min(int(max_images), len(ctx.labels))
+    if n == 0:
+        raise ConfigError("corruptions suite: the test set has no images to corrupt")
     images, labels = ctx.images[:n], ctx.labels[:n]
     resolved = resolve_param_set(int(ctx.images.shape[1]), param_set)
     clean = _accuracy_over(ctx, ctx.batches(images, labels))
@@ -142,6 +147,8 @@ def _from_folder(ctx: EvalContext, folder: str, names: Sequence[str] | None, sev
     if missing:
         raise ConfigError(f"corruptions.severities {missing} are not in {folder} (has {list(data.severities)})")
     n = data.n if max_images is None else min(int(max_images), data.n)
+    if n == 0:
+        raise ConfigError(f"corruptions.folder: {folder} holds no images")
     labels = torch.as_tensor(data.labels[:n], dtype=torch.long)
     clean = None
     if ctx.images is not None and len(ctx.labels) >= n and torch.equal(ctx.labels[:n].cpu(), labels):

@@ -34,6 +34,7 @@ from torch import nn
 from ..attacks import PGD, CrossEntropy, CrossEntropyPlusTasks, Objective, TradesKL
 from ..errors import ConfigError
 from ..tasks.base import PretextTask, forward_with_tasks
+from ..typedconfig import check_number
 from .strategies import STRATEGIES, StepOutput, Strategy
 
 TASK_INPUTS = ("adv", "clean")
@@ -132,7 +133,11 @@ class AdversarialStrategy(Strategy):
         ws = attack_ss_weight.values() if isinstance(attack_ss_weight, Mapping) else [attack_ss_weight]
         if not all(isinstance(w, (int, float)) and math.isfinite(w) and w >= 0 for w in ws):
             raise ConfigError(f"{name}: attack_ss_weight must be >= 0 (or a mapping task -> weight >= 0)")
-        try:  # PGD validates eps, norm, bn_mode and the step settings at construction
+        # Named as the config spells them; PGD repeats the checks for direct use.
+        check_number("strategy.options.eps", eps, 0.0, 1.0 if norm == "linf" else None)
+        check_number("strategy.options.step_size", step_size, low=0.0)
+        check_number("strategy.options.steps", steps, low=0)
+        try:  # PGD validates norm and bn_mode at construction
             self.template = PGD(eps=float(eps), step_size=float(step_size), steps=int(steps), norm=norm,
                                 random_start=bool(random_start), bn_mode=bn_mode)
         except ValueError as e:

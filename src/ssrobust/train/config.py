@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..data.base import DataConfig
 from ..errors import ConfigError
 from ..paths import check_run_name
+from ..typedconfig import check_number
 
 TASK_FORWARDS = ("auto", "joint", "separate")
 
@@ -32,6 +34,14 @@ class OptimConfig:
     lr_min: float = 1e-6
     warmup_epochs: float = 0.0
 
+    def __post_init__(self) -> None:
+        # A NaN/inf/zero rate would train for hours and then fail (or silently not train at all).
+        check_number("optim.lr", self.lr, low=0.0, low_open=True)
+        check_number("optim.momentum", self.momentum, 0.0, 1.0, high_open=True)  # 1: no decay
+        check_number("optim.weight_decay", self.weight_decay, low=0.0)
+        check_number("optim.lr_min", self.lr_min, low=0.0)
+        check_number("optim.warmup_epochs", self.warmup_epochs, low=0.0)
+
 
 @dataclass
 class ComponentConfig:
@@ -49,6 +59,11 @@ class EvalConfig:
     suites: list[str] = field(default_factory=lambda: ["clean"])
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_images is not None and self.max_images < 1:  # 0 would record accuracy 0.0 on n=0
+            raise ConfigError(f"eval.max_images must be >= 1 (or null for the whole test set), "
+                              f"got {self.max_images}")
 
 
 @dataclass
@@ -106,6 +121,8 @@ class RunConfig:
                 weight = float(w) if w else 0.5
             except ValueError:
                 raise ConfigError(f"tasks: {spec!r} is not of the form name or name:weight") from None
+            if not math.isfinite(weight):
+                raise ConfigError(f"tasks: the weight in {spec!r} must be a finite number")
             if not name or name in out:
                 raise ConfigError(f"tasks: {spec!r} is empty or repeated")
             out[name] = weight

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import DatasetSplits, load_splits
 from ..data.loader import DeviceLoader, to_device_uint8
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, DivergenceError
 from ..models.base import create_model
 from ..tasks.base import build_task
 from ..weighting.base import StepContext, Weighting, build_weighting
@@ -253,8 +253,7 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
                                               ctx_val, autocast))
             loss = weighting.combine(out.main_loss, out.aux_losses)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch} step {state.step}; "
-                                         f"lower optim.lr or use precision=fp32")
+                raise _diverged(f"loss became {loss.item()}", epoch, state.step, run_dir)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -272,6 +271,8 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
         record = _epoch_record(epoch, state, lr, sums, len(loader), correct, seen, world, dt, weighting)
         if val is not None:
             record["val_acc"], record["val_loss"] = accuracy_on(net.model, val[0], val[1], cfg.data.eval_batch_size, autocast)
+        if not _all_finite(net, weighting):  # never overwrite the last good checkpoint with NaNs
+            raise _diverged("the weights became non-finite", epoch, state.step - 1, run_dir)
         if rank == 0:
             log.write(record)
             save_atomic({"network": net.state_dict(), "weighting": weighting.state_dict(),
@@ -297,6 +298,20 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
                                      "images_per_sec": _throughput(run_dir)})
     dist.barrier()
     return run_dir
+
+
+def _all_finite(*modules: nn.Module) -> bool:
+    """Whether every parameter of ``modules`` is finite (one reduction per tensor)."""
+    return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
+
+
+def _diverged(what: str, epoch: int, step: int, run_dir: Path) -> DivergenceError:
+    """The one-line error for a diverged step; ``checkpoint.pt`` (written at the end of the last
+    finished epoch, i.e. before ``epoch``) is left as it is."""
+    ck = run_dir / CHECKPOINT
+    kept = f"{ck} (after {epoch} epoch(s)) is kept" if epoch > 0 and ck.exists() else "no checkpoint was written"
+    return DivergenceError(f"{what} at epoch {epoch} step {step}; {kept}; lower optim.lr or use "
+                           f"precision=fp32")
 
 
 def _validation_sampler(val, generator: torch.Generator):

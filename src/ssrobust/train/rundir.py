@@ -20,6 +20,7 @@ import platform
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -112,8 +113,7 @@ class MetricsLog:
     def __init__(self, path: Path, keep_before_epoch: int | None = None, enabled: bool = True) -> None:
         self.path, self.enabled = Path(path), enabled
         if enabled and keep_before_epoch is not None and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("epoch", 0) < keep_before_epoch]
+            kept = [line for line, r in _metric_lines(self.path) if r.get("epoch", 0) < keep_before_epoch]
             write_text_atomic(self.path, "".join(k + "\n" for k in kept))
         elif enabled and keep_before_epoch is None:
             self.path.write_text("")
@@ -125,7 +125,35 @@ class MetricsLog:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The records of ``<run_dir>/metrics.jsonl`` (``[]`` if there is none; a torn last line is
+    dropped with a warning, see :func:`_metric_lines`)."""
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [record for _, record in _metric_lines(path)]
+
+
+def _metric_lines(path: Path) -> list[tuple[str, dict]]:
+    """``(line, record)`` for each record line of a metrics log.
+
+    A process killed while appending leaves a torn last line: it is dropped with a warning (the
+    record is written again when the run resumes). A bad line before the last one is corruption and
+    raises a :class:`CheckpointError` naming the file and the line number.
+    """
+    text = Path(path).read_text(errors="replace")  # binary garbage: reported by line, below
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    out = []
+    for k, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict):
+            out.append((line, record))
+        elif k == len(lines) - 1:
+            warnings.warn(f"{path}: dropped the incomplete last line {number} (the run was "
+                          f"interrupted while writing it)", RuntimeWarning, stacklevel=3)
+        else:
+            raise CheckpointError(f"{path}: line {number} is not a JSON object (the file is corrupt); "
+                                  f"expected one metrics record per line")
+    return out

@@ -32,14 +32,17 @@ class UncertaintyWeighting(Weighting):
 
     def __init__(self, weights: dict[str, float]) -> None:
         super().__init__(weights)
-        bad = {n: w for n, w in weights.items() if not w > 0}
+        bad = {n: w for n, w in weights.items() if not (w > 0 and math.isfinite(w))}
         if bad:
-            raise ConfigError(f"uncertainty weighting: initial task weights must be > 0, got {bad}")
+            raise ConfigError(f"uncertainty weighting: initial task weights must be finite and > 0, got {bad}")
         init = [-math.log(float(weights[n])) for n in self.task_names]
         self.log_vars = nn.Parameter(torch.tensor(init, dtype=torch.float32))
 
     def weights(self) -> dict[str, float]:
-        return {n: math.exp(-s) for n, s in zip(self.task_names, self.log_vars.detach().tolist())}
+        # torch.exp gives inf where math.exp raises OverflowError (s < -709 after a diverged
+        # step); the loop then stops on the non-finite loss with a message naming the step.
+        w = torch.exp(-self.log_vars.detach().double())
+        return dict(zip(self.task_names, w.tolist()))
 
     def combine(self, main_loss: torch.Tensor, aux_losses: dict[str, torch.Tensor]) -> torch.Tensor:
         total = main_loss
