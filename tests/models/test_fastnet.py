@@ -99,3 +99,14 @@ def test_fastnet_rejects_bad_options():
         create_model("fastnet", 10, dropout=0.1)
     with pytest.raises(ValueError, match="widths"):
         create_model("fastnet", 10, widths=())
+
+
+def test_only_convs_head_and_bn_shifts_train_by_default():
+    model = create_model("fastnet", 10, widths=(8, 16))
+    trained = sorted({n.split(".")[-1] for n, p in model.named_parameters() if p.requires_grad})
+    assert trained == ["bias", "weight"]
+    frozen = sorted(n for n, p in model.named_parameters() if not p.requires_grad)
+    assert frozen and all(n.endswith((".bn1.weight", ".bn2.weight")) for n in frozen)
+    assert "whiten.weight" in dict(model.named_buffers()) and "whiten.bias" in dict(model.named_buffers())
+    both = create_model("fastnet", 10, widths=(8, 16), train_bn_scale=True)
+    assert all(p.requires_grad for p in both.parameters())

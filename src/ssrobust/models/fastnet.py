@@ -8,6 +8,7 @@ The ideas are those of the fastest known CIFAR-10 recipe (airbench, Jordan 2024)
   :meth:`FastNet.init_from_data`, which the training loop calls once before the first step;
 * three groups ``conv3x3 -> maxpool2 -> BN -> GELU -> conv3x3 -> BN -> GELU`` of widths
   64/256/256 (the pooling before the normalization quarters the cost of everything after it);
+  the BatchNorm scales stay 1 and only the shifts train (``train_bn_scale=True`` trains both);
 * every 3x3 convolution starts as a partial identity (Dirac init of as many output channels as
   it has inputs), so the deep path starts close to a shallow one and trains fast at a large lr;
 * features are the global max of the last map; the linear head has no bias and its logits are
@@ -30,9 +31,9 @@ from .base import MODELS, Backbone, Normalize
 class PatchWhitening(nn.Module):
     """A ``k x k`` convolution (no padding) whose fixed filters whiten the input's patches.
 
-    ``weight`` is a buffer ``[2*C*k*k, C, k, k]`` (it is set from data, never trained, and saved
-    with the model); ``bias`` ``[2*C*k*k]`` is trained. Before :meth:`fit` the filters whiten
-    patches of identity covariance (the unit basis and its negation).
+    ``weight`` ``[2*C*k*k, C, k, k]`` and ``bias`` ``[2*C*k*k]`` are buffers: set from data, never
+    trained, saved with the model. Before :meth:`fit` the filters whiten patches of zero mean and
+    identity covariance (the unit basis and its negation, zero bias).
     """
 
     def __init__(self, channels: int = 3, kernel: int = 2, eps: float = 5e-4) -> None:
@@ -41,7 +42,7 @@ class PatchWhitening(nn.Module):
         self.channels, self.kernel, self.eps = channels, kernel, eps
         basis = torch.eye(d).view(d, channels, kernel, kernel)
         self.register_buffer("weight", torch.cat([basis, -basis]))
-        self.bias = nn.Parameter(torch.zeros(2 * d))
+        self.register_buffer("bias", torch.zeros(2 * d))
 
     @property
     def out_channels(self) -> int:
@@ -116,12 +117,14 @@ class FastNet(Backbone):
         bn_momentum: PyTorch BatchNorm momentum (0.4: running statistics follow the fast-moving
             weights of a short run closely).
         head_scale: multiplies the logits.
+        train_bn_scale: train the BatchNorm scales (default: fixed at 1, only the shifts train,
+            as in airbench; then ``optim.bias_lr_scale`` speeds up exactly the shifts).
         dropout: accepted for a uniform model interface; must be 0.
     """
 
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2,
                  whiten_eps: float = 5e-4, whiten_images: int = 5000, bn_momentum: float = 0.4,
-                 head_scale: float = 1 / 9, dropout: float = 0.0) -> None:
+                 head_scale: float = 1 / 9, train_bn_scale: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         if dropout:
             raise ValueError("fastnet has no dropout; set model.kwargs.dropout=0")
@@ -140,6 +143,10 @@ class FastNet(Backbone):
         self.data_init_images = int(whiten_images)
         self.head_scale = float(head_scale)
         self.fc = nn.Linear(c, num_classes, bias=False)
+        if not train_bn_scale:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.requires_grad_(False)
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor) -> None:
