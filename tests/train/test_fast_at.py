@@ -119,7 +119,8 @@ def test_the_loop_stops_early_keeps_the_last_good_epoch_and_records_it(tmp_path,
     stop = [r for r in recs if r["kind"] == "early_stop"]
     assert len(stop) == 1 and stop[0]["epoch"] == 2 and stop[0]["weights_of_epoch"] == 1
     res = json.loads((run / "results.json").read_text())
-    assert res["train"]["early_stop"]["weights_of_epoch"] == 1 and "catastrophic" in res["train"]["early_stop"]["reason"]
+    early = res["train"]["early_stop"]
+    assert early["weights_of_epoch"] == 1 and "catastrophic" in early["reason"]
     # rerunning the finished command trains nothing more
     fit(cfg)
     again = torch.load(run / "model.pt", weights_only=True)["network"]

@@ -66,7 +66,8 @@ def test_resume_with_averaged_weights_and_the_fast_recipe_is_bit_exact(tmp_path,
     """fastnet (whitening from data) + label smoothing, alternating flips, bias/BN lr and EMA or
     lookahead: stopping after each epoch and resuming ends with the uninterrupted run's weights."""
     base = tiny_run_config(
-        tmp_path, epochs=3, tasks=["rotation:0.5"], data=dict(tiny_run_config(tmp_path)["data"], flip="alternating"),
+        tmp_path, epochs=3, tasks=["rotation:0.5"],
+        data=dict(tiny_run_config(tmp_path)["data"], flip="alternating"),
         model={"name": "fastnet", "kwargs": {"widths": [8, 16]}},
         task_options={"rotation": {"rotations": "one"}},
         optim={"lr": 0.05, "label_smoothing": 0.2, "bias_lr_scale": 4.0, "bias_weight_decay": 0.0,

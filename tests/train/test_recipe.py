@@ -158,7 +158,8 @@ def test_channels_last_auto_rule_and_record(tmp_path):
 
 def test_the_loop_builds_the_whitening_layer_from_the_seeded_training_subset(tmp_path):
     cfg = make_config(tiny_run_config(tmp_path, epochs=1, eval={"suites": []},
-                                      model={"name": "fastnet", "kwargs": {"widths": [8, 16], "whiten_images": 20}}))
+                                      model={"name": "fastnet",
+                                             "kwargs": {"widths": [8, 16], "whiten_images": 20}}))
     run = fit(cfg)
     saved = torch.load(run / "model.pt", weights_only=True)["network"]["model.whiten.weight"]
     from ssrobust.data.base import load_splits
