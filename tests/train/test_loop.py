@@ -63,6 +63,35 @@ def test_resume_after_stop_gives_identical_weights(tmp_path):
     assert [r["epoch"] for r in recs if r["kind"] == "epoch"] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("kind", ["ema", "lookahead"])
+def test_resume_with_averaged_weights_and_the_fast_recipe_is_bit_exact(tmp_path, kind):
+    """fastnet (whitening from data) + label smoothing, alternating flips, bias/BN lr and EMA or
+    lookahead: stopping after each epoch and resuming ends with the uninterrupted run's weights."""
+    base = tiny_run_config(
+        tmp_path, epochs=3, tasks=["rotation:0.5"],
+        data=dict(tiny_run_config(tmp_path)["data"], flip="alternating"),
+        model={"name": "fastnet", "kwargs": {"widths": [8, 16]}},
+        task_options={"rotation": {"rotations": "one"}},
+        optim={"lr": 0.05, "label_smoothing": 0.2, "bias_lr_scale": 4.0, "bias_weight_decay": 0.0,
+               "averaging": {"kind": kind, "decay": 0.8, "every": 2, "start_epoch": 1, "power": 1.0}})
+    straight = fit(make_config(dict(base, name="straight")))
+    cfg = make_config(dict(base, name="resumed"))
+    fit(cfg, stop_after=1)
+    ck = torch.load(tmp_path / "runs" / "resumed" / "checkpoint.pt", weights_only=True)
+    assert ck["averaging"] == {"shadow": {}}  # start_epoch 1: nothing averaged in epoch 0
+    run = fit(cfg, stop_after=1)
+    shadow = torch.load(run / "checkpoint.pt", weights_only=True)["averaging"]["shadow"]
+    assert shadow and set(shadow) <= set(ck["network"])
+    fit(cfg)
+    a, b = _weights(straight), _weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # model.pt holds the averaged weights; for EMA they differ from the live ones
+    final = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert all(torch.equal(b[k], v) for k, v in final["averaging"]["shadow"].items())
+    live_differs = any(not torch.equal(b[k], final["network"][k]) for k in final["averaging"]["shadow"])
+    assert live_differs == (kind == "ema")
+
+
 def test_killed_process_resumes_to_the_same_weights(tmp_path):
     """SIGKILL a real `ssrobust train` after its first checkpoint, rerun the command, compare."""
     base = tiny_run_config(tmp_path, epochs=4)

@@ -56,6 +56,9 @@ class DataConfig:
     validation and test labels stay clean). ``classes``: held-out-classes protocol (see
     :func:`select_classes`): train/val/test keep only these class ids, relabelled ``0..len-1`` in
     the given order; the test images of the other classes become ``DatasetSplits.held_out``.
+    ``flip`` (with ``augment``): ``random`` (each image flipped with probability 1/2 per epoch) or
+    ``alternating`` (each image flipped on every other epoch from a seeded random first choice,
+    so consecutive epochs always see both mirrors; Jordan 2024's derandomized flip).
     """
 
     source: str = "synthetic"
@@ -68,6 +71,7 @@ class DataConfig:
     batch_size: int = 128
     eval_batch_size: int = 256
     augment: bool = True
+    flip: Literal["random", "alternating"] = "random"
     limit_train: int | None = None
     limit_test: int | None = None
     label_noise: LabelNoiseConfig | None = None

@@ -2,7 +2,9 @@
 
 The permutation and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a resumed run sees
 exactly the batches an uninterrupted run would. With ``world_size > 1`` each rank takes its slice
-of every global batch (global batch = ``batch_size``).
+of every global batch (global batch = ``batch_size``). With ``flip="alternating"`` image ``i`` is
+mirrored in epoch ``e`` iff ``first[i] xor (e odd)``, ``first`` drawn once from ``seed``; the crops
+stay those of the random mode.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 
 from .augment import apply_crop_flip, sample_crop_flip
 
+FLIP_MODES = ("random", "alternating")
+
 
 def to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 [N, H, W, 3] array (memmap ok) -> uint8 [N, 3, H, W] tensor on ``device``."""
@@ -24,14 +28,21 @@ def to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
 class DeviceLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
                  shuffle: bool = True, augment: bool = True, seed: int = 0, drop_last: bool = True,
-                 rank: int = 0, world_size: int = 1, extras: dict[str, np.ndarray] | None = None) -> None:
+                 rank: int = 0, world_size: int = 1, extras: dict[str, np.ndarray] | None = None,
+                 flip: str = "random") -> None:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} is not divisible by world size {world_size}")
+        if flip not in FLIP_MODES:
+            raise ValueError(f"flip {flip!r} is not one of {', '.join(FLIP_MODES)}")
         self.x = to_device_uint8(images, device)
         self.y = torch.as_tensor(np.asarray(labels), dtype=torch.long).to(device)
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.augment, self.seed, self.drop_last = shuffle, augment, seed, drop_last
         self.rank, self.world_size = rank, world_size
+        self.first_flip = None  # bool [N] on the CPU: alternating flips' choice for epoch 0
+        if flip == "alternating":
+            g = torch.Generator().manual_seed(int(seed) * 1_000_003 - 1)  # not an epoch's stream
+            self.first_flip = torch.rand(len(self.y), generator=g) < 0.5
         # Per-sample side information that travels with the batch (e.g. a trusted-label mask).
         self.extras = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in (extras or {}).items()}
         for k, v in self.extras.items():
@@ -53,6 +64,8 @@ class DeviceLoader:
             # Every rank samples the whole global batch's augmentation so the stream is identical
             # whatever the world size, then keeps its own slice.
             params = sample_crop_flip(len(idx), generator=g) if self.augment else None
+            if params is not None and self.first_flip is not None:
+                params.flip = self.first_flip[idx] ^ bool(epoch % 2)
             sl = slice(self.rank * local, (self.rank + 1) * local)
             if self.world_size > 1:
                 idx = idx[sl]

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.tta import with_tta
 from .base import SUITES, EvalContext
 
 RESULTS_SCHEMA_VERSION = 2  # 2: OOD metric keys renamed (docs/results_schema.md)
@@ -69,7 +70,10 @@ def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, prec
                      options: dict[str, dict[str, Any]] | None = None, verify: bool = True) -> dict[str, Any]:
     """Evaluate a trained :class:`~ssrobust.train.network.Network` and merge into ``results.json``.
 
-    ``verify=False`` skips the checksum check of -C folders (``corruptions`` option ``verify``)."""
+    ``verify=False`` skips the checksum check of -C folders (``corruptions`` option ``verify``).
+    With ``cfg.eval.tta`` other than ``none`` every suite sees the backbone wrapped in
+    :class:`~ssrobust.models.tta.TestTimeAugmentation` (clean and attacked images alike), and each
+    suite record says so under ``"tta"``."""
     from ..train.rundir import RESULTS, read_json, write_json
     from ..typedconfig import to_dict
 
@@ -85,13 +89,16 @@ def evaluate_network(run_dir: Path, cfg, net, splits, device: torch.device, prec
     if splits.held_out is not None:  # data.classes: the other classes' test images (OOD for `ood`)
         extra.update(held_out_images=splits.held_out.images,
                      held_out_labels=torch.as_tensor(splits.held_out.labels))
-    ctx = EvalContext(model=net.model, images=test.images, labels=torch.as_tensor(test.labels),
+    model = with_tta(net.model, cfg.eval.tta)
+    ctx = EvalContext(model=model, images=test.images, labels=torch.as_tensor(test.labels),
                       class_names=list(splits.class_names), device=device,
                       batch_size=cfg.data.eval_batch_size, precision=precision,
                       tasks=dict(net.tasks.items()), seed=cfg.seed, progress=cfg.progress,
                       train_images=splits.train.images, train_labels=torch.as_tensor(splits.train.labels),
                       extra=extra)
     records = run_suites(ctx, suites, options)
+    for record in records.values():
+        record["tta"] = cfg.eval.tta
     path = Path(run_dir) / RESULTS
     results = read_json(path) if path.exists() else {}
     results.update({

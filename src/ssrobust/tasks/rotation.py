@@ -4,6 +4,14 @@ L_SS = 1/4 * sum_{r in 0,90,180,270} CE(r, head(R_r x)), a linear 4-way head on 
 By default the 0-degree copy is the clean batch the classifier already sees (4B images per step,
 as in the OOD code); ``separate_clean=True`` forwards its own 0-degree copy (5B, the adversarial
 code's variant).
+
+Cheaper variants (issue 18; which of them keeps the robustness gains is an empirical question):
+
+* ``rotations="one"``: one rotation per image, drawn uniformly from the four with the step's
+  generator; images that draw 0 degrees reuse the clean forward (about 1.75B images per step
+  instead of 4B), unless ``separate_clean``.
+* ``fraction=f``: the task sees only the first ``round(f * B)`` images of the batch (at least one;
+  the batch is already in random order), e.g. 4 rotations on a quarter of the batch cost ~1.75B.
 """
 
 from __future__ import annotations
@@ -12,8 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .base import TASKS, PretextTask, TaskBatch
 from .decoder import at_least_float32
+
+ROTATION_MODES = ("all", "one")
 
 
 def rotate_batch(x: torch.Tensor, ks: tuple[int, ...] = (0, 1, 2, 3)) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,25 +35,70 @@ def rotate_batch(x: torch.Tensor, ks: tuple[int, ...] = (0, 1, 2, 3)) -> tuple[t
     return imgs, labels
 
 
+def rotate_each(x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[n, C, H, W]`` (square images) with image ``i`` turned ``ks[i]`` quarter turns."""
+    out = x.clone()
+    for k in (1, 2, 3):
+        sel = ks == k
+        if bool(sel.any()):
+            out[sel] = torch.rot90(x[sel], k, dims=(2, 3))
+    return out
+
+
 @TASKS.register("rotation")
 class RotationPrediction(PretextTask):
+    """Args: ``separate_clean`` (forward an own 0-degree copy), ``rotations`` (``all``: the four
+    rotations of each image; ``one``: one random rotation per image), ``fraction`` (share of the
+    batch the task sees, in (0, 1])."""
+
     name = "rotation"
 
-    def __init__(self, num_features: int, separate_clean: bool = False) -> None:
+    def __init__(self, num_features: int, separate_clean: bool = False, rotations: str = "all",
+                 fraction: float = 1.0) -> None:
         super().__init__(num_features)
+        if rotations not in ROTATION_MODES:
+            raise ConfigError(f"rotation: rotations must be one of {', '.join(ROTATION_MODES)}, got {rotations!r}")
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ConfigError(f"rotation: fraction must lie in (0, 1], got {fraction}")
         self.separate_clean = separate_clean
+        self.rotations, self.fraction = rotations, float(fraction)
         self.head = nn.Linear(num_features, 4)
 
+    def subset_size(self, batch: int) -> int:
+        """How many images of a batch of ``batch`` the task sees."""
+        return batch if self.fraction == 1.0 else max(1, round(self.fraction * batch))
+
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
+        m = self.subset_size(x.shape[0])
+        xs = x if m == x.shape[0] else x[:m]
+        if self.rotations == "one":
+            return self._prepare_one(xs, generator)
         ks = (0, 1, 2, 3) if self.separate_clean else (1, 2, 3)
-        imgs, labels = rotate_batch(x, ks)
-        if not self.separate_clean:
-            labels = torch.cat([torch.zeros(x.shape[0], dtype=torch.long, device=x.device), labels])
-        return TaskBatch(imgs, labels)
+        imgs, labels = rotate_batch(xs, ks)
+        clean_rows = None
+        if not self.separate_clean:  # the 0-degree copies are the first m clean images
+            labels = torch.cat([torch.zeros(m, dtype=torch.long, device=x.device), labels])
+            clean_rows = slice(0, m)
+        return TaskBatch(imgs, labels, {"clean_rows": clean_rows})
+
+    def _prepare_one(self, xs: torch.Tensor, generator: torch.Generator | None) -> TaskBatch:
+        """One rotation ``k_i`` per image; targets are ``[k of the clean-shared images (all 0),
+        k of the forwarded views]``, matching the order :meth:`loss` concatenates features in."""
+        ks = torch.randint(0, 4, (xs.shape[0],), generator=generator, device=xs.device)
+        if self.separate_clean:
+            return TaskBatch(rotate_each(xs, ks), ks, {"clean_rows": None})
+        clean_idx = (ks == 0).nonzero().flatten()
+        view_idx = (ks != 0).nonzero().flatten()
+        imgs = rotate_each(xs[view_idx], ks[view_idx]) if len(view_idx) else None
+        return TaskBatch(imgs, torch.cat([ks[clean_idx], ks[view_idx]]), {"clean_rows": clean_idx})
 
     def loss(self, features, clean_features, batch):
-        f = features if self.separate_clean else torch.cat([clean_features, features])
-        # Mean over all 4B predictions == 1/4 sum over rotations of the per-rotation mean CE.
+        rows = batch.extra.get("clean_rows")  # which clean features serve as 0-degree predictions
+        parts = [] if rows is None else [clean_features[rows]]
+        if features is not None:
+            parts.append(features)
+        f = parts[0] if len(parts) == 1 else torch.cat(parts)
+        # Mean over all predictions == 1/4 sum over rotations of the per-rotation mean CE (mode all).
         return F.cross_entropy(at_least_float32(self.head(f)), batch.targets)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:

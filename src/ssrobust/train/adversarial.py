@@ -5,8 +5,10 @@
   ``CE(y, f(PGD(x))) + λ·L_SS(PGD(x))``, the attack maximizing ``CE + w·L_SS`` during training.
 * ``trades``: TRADES (Zhang et al. 2019): ``CE(y, f(x)) + β·KL(p(x) ‖ p(x_adv))`` with ``x_adv``
   maximizing the KL term, plus the pretext-task losses.
+* ``fast_at``: fast adversarial training (Wong et al. 2020): ``pgd_at`` with one FGSM step of
+  1.25·ε from a random start, and a per-epoch catastrophic-overfitting check that stops training.
 
-Both expose the four ways Kucer et al. (2021) combine self-supervision with adversarial training:
+All expose the four ways Kucer et al. (2021) combine self-supervision with adversarial training:
 SS pretraining then AT (an ``ss_only`` run, then this strategy with ``init_from``); the joint SS
 loss (``tasks`` of the run, weighted by the run's weighting); SS in the attack
 (``attack_ss_weight > 0``, with ``ss_in_loss=False`` to keep it out of the weight update); both.
@@ -35,7 +37,7 @@ from ..attacks import PGD, CrossEntropy, CrossEntropyPlusTasks, Objective, Trade
 from ..errors import ConfigError
 from ..tasks.base import PretextTask, forward_with_tasks
 from ..typedconfig import check_number
-from .strategies import STRATEGIES, StepOutput, Strategy
+from .strategies import STRATEGIES, EpochCheck, StepOutput, Strategy
 
 TASK_INPUTS = ("adv", "clean")
 ATTACK_PRECISIONS = ("run", "fp32")
@@ -119,6 +121,7 @@ class AdversarialStrategy(Strategy):
     """
 
     name = "adversarial"  # the registered name, for messages
+    uses_classification_loss = True  # the CE terms take the run's label smoothing
 
     def __init__(self, eps: float = 8 / 255, step_size: float = 2 / 255, steps: int = 10,
                  norm: str = "linf", bn_mode: str = "eval", attack_ss_weight: SsWeight = 0.0,
@@ -223,11 +226,12 @@ class PGDAdversarialTraining(AdversarialStrategy):
         x_adv = self.attack(net, x, y, generator)
         c = self.clean_weight
         logits_adv, logits_clean, aux = self.forward_pair(net, x_adv, x, y, generator, need_other=c > 0)
-        main = F.cross_entropy(logits_adv, y)
+        ce = self.unwrap(net).classification_loss
+        main = ce(logits_adv, y)
         if logits_clean is not None:
             # With tasks_on="clean" and c = 0 the clean term is kept with weight 0: it holds the
             # classifier head in the DDP forward's graph (DDP expects every parameter used there).
-            main = (1.0 - c) * main + c * F.cross_entropy(logits_clean, y)
+            main = (1.0 - c) * main + c * ce(logits_clean, y)
         return StepOutput(logits_adv, main, aux, inputs=x_adv)
 
 
@@ -259,5 +263,79 @@ class TRADES(AdversarialStrategy):
     def __call__(self, net, x, y, generator, extras=None):
         x_adv = self.attack(net, x, y, generator)
         logits_adv, logits_clean, aux = self.forward_pair(net, x_adv, x, y, generator, need_other=True)
-        main = F.cross_entropy(logits_clean, y) + self.beta * trades_kl(logits_clean, logits_adv)
+        ce = self.unwrap(net).classification_loss(logits_clean, y)
+        main = ce + self.beta * trades_kl(logits_clean, logits_adv)
         return StepOutput(logits_adv, main, aux, inputs=x_adv)
+
+
+@STRATEGIES.register("fast_at")
+class FastAdversarialTraining(PGDAdversarialTraining):
+    """Fast adversarial training (Wong, Rice & Kolter 2020): ``pgd_at`` with one FGSM step of size
+    ``step_size`` (default 1.25·ε) from a uniform random start in the ε-ball, with the pretext
+    tasks and the other options of :class:`PGDAdversarialTraining`.
+
+    FGSM training can collapse within an epoch ("catastrophic overfitting": FGSM accuracy soars
+    while PGD accuracy drops to ~0). After every epoch the strategy therefore measures PGD
+    accuracy (``check_steps`` steps of ``ε/4``, one fixed random start) on the first
+    ``check_images`` validation images; when it falls by more than ``check_drop`` below the previous
+    epoch's, training stops and the run keeps the previous epoch's weights (Wong et al.'s early
+    stopping). ``check_images=0`` switches the check off.
+    """
+
+    name = "fast_at"
+
+    def __init__(self, eps: float = 8 / 255, step_size: float | None = None, check_images: int = 256,
+                 check_steps: int = 10, check_drop: float = 0.2, **options) -> None:
+        if "steps" in options:
+            raise ConfigError("fast_at takes exactly one FGSM step; use strategy pgd_at for more steps")
+        if options.get("random_start") is False:
+            raise ConfigError("fast_at needs random_start (FGSM from x itself is what collapses)")
+        step = 1.25 * float(eps) if step_size is None else float(step_size)
+        super().__init__(eps=eps, step_size=step, steps=1, **options)
+        if int(check_images) < 0 or int(check_steps) < 1 or not 0.0 < float(check_drop) <= 1.0:
+            raise ConfigError("fast_at: check_images must be >= 0, check_steps >= 1 and check_drop "
+                              f"in (0, 1]; got {check_images}, {check_steps}, {check_drop}")
+        self.held_out_images = int(check_images)
+        self.check = PGD(eps=float(eps), step_size=float(eps) / 4, steps=int(check_steps),
+                         norm=self.template.norm, random_start=True)
+        self.check_drop = float(check_drop)
+        self.previous: float | None = None  # PGD accuracy after the last epoch that passed
+
+    def end_of_epoch(self, model, held_out, autocast):
+        if not self.held_out_images:
+            return None
+        if held_out is None:
+            raise ConfigError("fast_at's overfitting check needs validation images: set "
+                              "data.val_size > 0 or strategy.options.check_images=0")
+        acc = robust_accuracy(model, self.check, held_out, self.held_out_images, autocast)
+        prev, collapsed = self.previous, self.previous is not None and acc < self.previous - self.check_drop
+        metrics = {"overfit_check": {"pgd_accuracy": acc, "previous": prev,
+                                     "images": min(self.held_out_images, len(held_out[1]))}}
+        if collapsed:
+            return EpochCheck(metrics, stop=f"catastrophic overfitting: PGD accuracy on held-out images "
+                                            f"fell from {prev:.3f} to {acc:.3f}")
+        self.previous = acc
+        return EpochCheck(metrics)
+
+    def state_dict(self):
+        return {"previous": self.previous}
+
+    def load_state_dict(self, state):
+        self.previous = state.get("previous")
+
+
+def robust_accuracy(model: nn.Module, attack: PGD, held_out: tuple[torch.Tensor, torch.Tensor], n: int,
+                    autocast) -> float:
+    """Accuracy of ``model`` (eval mode; mode restored) on ``attack``'s examples of the first ``n``
+    held-out images (uint8 ``[N, 3, H, W]``, labels ``[N]``), from a fixed random start."""
+    x = held_out[0][:n].float().div_(255.0)
+    y = held_out[1][:n]
+    gen = torch.Generator(device=x.device).manual_seed(20_200_112)  # the same start every epoch
+    was = model.training
+    try:
+        x_adv = replace(attack, autocast=autocast)(model, x, y, gen)
+        model.eval()
+        with torch.no_grad(), autocast():
+            return float((model(x_adv).float().argmax(1) == y).float().mean())
+    finally:
+        model.train(was)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ..data.base import DataConfig
 from ..errors import ConfigError
+from ..models.tta import TTA_MODES
 from ..paths import check_run_name
 from ..typedconfig import check_number
+from .averaging import AveragingConfig
 
 TASK_FORWARDS = ("auto", "joint", "separate")
 
@@ -25,7 +27,11 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with (Nesterov) momentum and per-step cosine decay from ``lr`` to ``lr_min``."""
+    """SGD with (Nesterov) momentum and per-step cosine decay from ``lr`` to ``lr_min``.
+
+    Recipe options (all off by default): ``label_smoothing`` of the classifier's cross-entropy;
+    ``bias_lr_scale`` / ``bias_weight_decay``: lr multiplier and weight decay (None: the run's) of
+    biases and normalization parameters; ``averaging``: EMA or lookahead weights."""
 
     lr: float = 0.1
     momentum: float = 0.9
@@ -33,6 +39,10 @@ class OptimConfig:
     weight_decay: float = 5e-4
     lr_min: float = 1e-6
     warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    bias_lr_scale: float = 1.0
+    bias_weight_decay: float | None = None
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
 
     def __post_init__(self) -> None:
         # A NaN/inf/zero rate would train for hours and then fail (or silently not train at all).
@@ -41,6 +51,12 @@ class OptimConfig:
         check_number("optim.weight_decay", self.weight_decay, low=0.0)
         check_number("optim.lr_min", self.lr_min, low=0.0)
         check_number("optim.warmup_epochs", self.warmup_epochs, low=0.0)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"optim.label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if not self.bias_lr_scale > 0:
+            raise ConfigError(f"optim.bias_lr_scale must be > 0, got {self.bias_lr_scale}")
+        if self.bias_weight_decay is not None and not self.bias_weight_decay >= 0:
+            raise ConfigError(f"optim.bias_weight_decay must be >= 0 (or null), got {self.bias_weight_decay}")
 
 
 @dataclass
@@ -59,8 +75,11 @@ class EvalConfig:
     suites: list[str] = field(default_factory=lambda: ["clean"])
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_images: int | None = None
+    tta: str = "none"
 
     def __post_init__(self) -> None:
+        if self.tta not in TTA_MODES:
+            raise ConfigError(f"eval.tta must be one of {', '.join(TTA_MODES)}, got {self.tta!r}")
         if self.max_images is not None and self.max_images < 1:  # 0 would record accuracy 0.0 on n=0
             raise ConfigError(f"eval.max_images must be >= 1 (or null for the whole test set), "
                               f"got {self.max_images}")
@@ -75,7 +94,10 @@ class RunConfig:
     ``task_forward``: ``joint`` (one concatenated trunk forward for the batch and all task views;
     BatchNorm sees them together), ``separate`` (one forward per view group; each task's gradient
     only traverses its own views) or ``auto`` (``separate`` when the weighting needs per-task
-    gradients, i.e. first-order ``meta``; ``joint`` otherwise)."""
+    gradients, i.e. first-order ``meta``; ``joint`` otherwise).
+    ``threads``: torch threads of this process (null: PyTorch's default for one process, the
+    host's cores divided among the processes of a multi-process run). ``channels_last``: NHWC
+    memory format, or ``auto`` (see :func:`~ssrobust.train.recipe.resolve_channels_last`)."""
 
     name: str = "run"
     out_dir: str = "runs"
@@ -83,7 +105,8 @@ class RunConfig:
     epochs: int = 100
     device: str = "auto"
     precision: str = "auto"
-    channels_last: bool = False
+    channels_last: bool | Literal["auto"] = False
+    threads: int | None = None
     progress: bool = True
     log_every: int = 50
     data: DataConfig = field(default_factory=DataConfig)
@@ -104,6 +127,8 @@ class RunConfig:
                               f"got {self.task_forward!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1 (or null: automatic), got {self.threads}")
         if self.data.batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {self.data.batch_size}")
         self.task_weights()  # validates the task strings early

@@ -20,10 +20,13 @@ from ..models.base import create_model
 from ..tasks.base import build_task
 from ..weighting.base import StepContext, Weighting, build_weighting
 from . import distributed as dist
+from .averaging import WeightAveraging
 from .checkpoint import load_checkpoint, load_state_strict, save_atomic
 from .config import RunConfig
 from .network import Network
 from .precision import autocast_context, make_grad_scaler, resolve_precision
+from .recipe import (apply_threads, check_label_smoothing, init_model_from_data, parameter_groups,
+                     resolve_channels_last)
 from .rundir import CHECKPOINT, CONFIG, METRICS, MODEL, RESULTS, MetricsLog, make_meta, same_config, write_json
 from .runstart import RunStart
 from .strategies import build_strategy
@@ -84,7 +87,7 @@ def init_from_run(net: Network, source: str | Path) -> None:
 def build_optimizer(cfg: RunConfig, net: nn.Module, weighting: Weighting) -> torch.optim.SGD:
     skip = set(getattr(weighting, "no_weight_decay", lambda: [])())
     w_params = list(weighting.named_parameters())
-    groups = [{"params": [p for p in net.parameters() if p.requires_grad]}]
+    groups = parameter_groups(net, cfg.optim.bias_lr_scale, cfg.optim.bias_weight_decay)
     decay = [p for n, p in w_params if n not in skip]
     no_decay = [p for n, p in w_params if n in skip]
     if decay:
@@ -108,6 +111,7 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     elapsed: float = 0.0
+    early_stop: dict | None = None  # set when a strategy's end-of-epoch check stopped the run
 
 
 @torch.no_grad()
@@ -138,6 +142,7 @@ def fit(cfg: RunConfig, overwrite: bool = False, stop_after: int | None = None,
     leaves it as it was (with ``overwrite``: the old run is restored)."""
     device = resolve_device(cfg.device)
     distributed = dist.init_from_env(device)
+    apply_threads(cfg.threads, dist.world_size())
     if distributed and device.type == "cuda":
         device = torch.device("cuda", dist.rank() % torch.cuda.device_count())
     start, resume = _open_run(cfg, overwrite, device)
@@ -177,19 +182,24 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
     """:func:`fit` once the run directory is open (``start`` is None on ranks other than 0)."""
     rank, world = dist.rank(), dist.world_size()
     precision = resolve_precision(cfg.precision, device)
+    channels_last = resolve_channels_last(cfg.channels_last, device, precision)
     run_dir = Path(cfg.out_dir) / cfg.name
     torch.manual_seed(cfg.seed)
     # Everything that can be wrong with the config or the data fails here, before any file is written.
     splits = splits or load_splits(cfg.data)
     net = build_network(cfg, splits.num_classes).to(device)
-    if cfg.channels_last:
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
+    net.label_smoothing = cfg.optim.label_smoothing
     weighting = build_weighting(cfg.weighting.name, cfg.task_weights(), **cfg.weighting.options).to(device)
     net.joint_views = resolve_task_forward(cfg.task_forward, weighting) == "joint"
     strategy = build_strategy(cfg.strategy.name, **cfg.strategy.options)
+    check_label_smoothing(cfg.optim.label_smoothing, cfg.strategy.name, strategy.uses_classification_loss)
     optimizer = build_optimizer(cfg, net, weighting)
     scaler = make_grad_scaler(device, precision)
     state = TrainState()
+    if not resume:  # e.g. fastnet's whitening layer from training patches (saved with the weights)
+        init_model_from_data(net.model, splits.train.images, cfg.seed)
     if cfg.init_from and not resume:  # on resume the checkpoint already holds the weights
         init_from_run(net, cfg.init_from)
     missing = [k for k in strategy.batch_extras if k not in splits.train.extras]
@@ -198,7 +208,8 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
                          f"{cfg.data.source} training split does not provide")
     loader = DeviceLoader(splits.train.images, splits.train.labels, cfg.data.batch_size, device,
                           augment=cfg.data.augment, seed=cfg.seed, rank=rank, world_size=world,
-                          extras={k: splits.train.extras[k] for k in strategy.batch_extras})
+                          extras={k: splits.train.extras[k] for k in strategy.batch_extras},
+                          flip=cfg.data.flip)
     if len(loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
                          f"({len(splits.train)} images)")
@@ -211,11 +222,13 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
         load_state_strict(weighting, ck["weighting"], f"{run_dir / CHECKPOINT}: weighting")
         optimizer.load_state_dict(ck["optimizer"])
         scaler.load_state_dict(ck["scaler"])
+        strategy.load_state_dict(ck.get("strategy", {}))
         state = TrainState(**ck["state"])
     if rank == 0:
         meta = make_meta(cfg, str(device), precision, world)
         meta["resumed_from_epoch"] = state.epoch if resume else None
         meta["task_forward"] = "joint" if net.joint_views else "separate"
+        meta["threads"], meta["channels_last"] = torch.get_num_threads(), channels_last
         write_json(run_dir / "meta.json", meta)
     log = MetricsLog(run_dir / METRICS, keep_before_epoch=state.epoch if resume else None, enabled=rank == 0)
     val = meta_pool = None  # val: clean held-out images (val_acc); meta_pool: as the weighting wants
@@ -223,16 +236,22 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
         val = (to_device_uint8(splits.val.images, device),
                torch.as_tensor(splits.val.labels, dtype=torch.long, device=device))
         meta_pool = (weighting.prepare_validation(val[0], cfg.seed), val[1])
+    if strategy.held_out_images and val is None:
+        raise ConfigError(f"strategy {cfg.strategy.name!r} checks every epoch on validation images; "
+                          f"set data.val_size > 0")
     ddp_net = net
     if distributed:
         ddp_net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
     autocast = lambda: autocast_context(device, precision)  # noqa: E731
     total_steps = cfg.epochs * len(loader)
     warmup = int(cfg.optim.warmup_epochs * len(loader))
+    averager = WeightAveraging(cfg.optim.averaging, total_steps)
+    if resume and averager.enabled:
+        averager.load_state_dict(ck.get("averaging"), f"{run_dir / CHECKPOINT}")
     epochs_run = 0
     bar = tqdm(total=cfg.epochs, initial=state.epoch, desc=f"train {cfg.name}", unit="epoch",
                disable=not (cfg.progress and rank == 0), dynamic_ncols=True)
-    for epoch in range(state.epoch, cfg.epochs):
+    for epoch in range(state.epoch, cfg.epochs if state.early_stop is None else state.epoch):
         gen = _seed_epoch(cfg.seed, epoch, rank, device)
         vgen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
         ctx_val = _validation_sampler(meta_pool, vgen)
@@ -243,8 +262,8 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
         for x, y, extras in loader.epoch(epoch):
             lr = cosine_lr(state.step, total_steps, cfg.optim.lr, cfg.optim.lr_min, warmup)
             for g in optimizer.param_groups:
-                g["lr"] = lr
-            if cfg.channels_last:
+                g["lr"] = lr * g.get("lr_scale", 1.0)
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast():
                 out = strategy(ddp_net, x, y, gen, extras)
@@ -265,6 +284,8 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
                 log.write({"kind": "step", "epoch": epoch, "step": state.step, "lr": lr,
                            "loss": float(loss.detach()), "weights": weighting.weights()})
             state.step += 1
+            averager.after_step(net, state.step, epoch)
+        averager.end_epoch(net)
         dt = time.perf_counter() - t0
         state.elapsed += dt
         state.epoch = epoch + 1
@@ -273,11 +294,21 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
             record["val_acc"], record["val_loss"] = accuracy_on(net.model, val[0], val[1], cfg.data.eval_batch_size, autocast)
         if not _all_finite(net, weighting):  # never overwrite the last good checkpoint with NaNs
             raise _diverged("the weights became non-finite", epoch, state.step - 1, run_dir)
+        check = strategy.end_of_epoch(net.model, val, autocast)
+        if check is not None:
+            record.update(check.metrics)
+            if check.stop:  # keep the weights of the last epoch that passed the check
+                state.early_stop = _restore_last_epoch(run_dir / CHECKPOINT, epoch, check.stop, net, averager)
         if rank == 0:
             log.write(record)
-            save_atomic({"network": net.state_dict(), "weighting": weighting.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                         "state": vars(state).copy()}, run_dir / CHECKPOINT)
+            if state.early_stop is not None:
+                log.write({"kind": "early_stop", **state.early_stop})
+            ck_out = {"network": net.state_dict(), "weighting": weighting.state_dict(),
+                      "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                      "state": vars(state).copy(), "strategy": strategy.state_dict()}
+            if averager.enabled:
+                ck_out["averaging"] = averager.state_dict()
+            save_atomic(ck_out, run_dir / CHECKPOINT)
             start.checkpointed()  # an overwritten run is deleted only now
             bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
                             val=f"{record.get('val_acc', float('nan')):.3f}")
@@ -287,7 +318,10 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
         if stop_after is not None and epochs_run >= stop_after and state.epoch < cfg.epochs:
             bar.close()
             return run_dir
+        if state.early_stop is not None:
+            break
     bar.close()
+    averager.finalize(net)
     if rank == 0:
         save_atomic({"network": net.state_dict(), "num_classes": splits.num_classes,
                      "class_names": list(splits.class_names)}, run_dir / MODEL)
@@ -295,7 +329,8 @@ def _fit(cfg: RunConfig, start: RunStart | None, resume: bool, device: torch.dev
 
         evaluate_network(run_dir, cfg, net, splits, device, precision,
                          train_info={"epochs": cfg.epochs, "time_s": state.elapsed,
-                                     "images_per_sec": _throughput(run_dir)})
+                                     "images_per_sec": _throughput(run_dir),
+                                     **({"early_stop": state.early_stop} if state.early_stop else {})})
     dist.barrier()
     return run_dir
 
@@ -312,6 +347,19 @@ def _diverged(what: str, epoch: int, step: int, run_dir: Path) -> DivergenceErro
     kept = f"{ck} (after {epoch} epoch(s)) is kept" if epoch > 0 and ck.exists() else "no checkpoint was written"
     return DivergenceError(f"{what} at epoch {epoch} step {step}; {kept}; lower optim.lr or use "
                            f"precision=fp32")
+
+
+def _restore_last_epoch(path: Path, epoch: int, reason: str, net: nn.Module,
+                        averager: WeightAveraging) -> dict[str, Any]:
+    """Load the weights (and averaged weights) saved after epoch ``epoch - 1`` into ``net``; returns
+    the early-stop record. Only reached from epoch 1 on: a check needs a previous epoch to compare."""
+    ck = load_checkpoint(path, map_location=next(net.parameters()).device)
+    if ck["state"]["epoch"] != epoch:
+        raise CheckpointError(f"{path} holds epoch {ck['state']['epoch']}, expected {epoch} to restore")
+    load_state_strict(net, ck["network"], f"{path}: network")
+    if averager.enabled:
+        averager.load_state_dict(ck.get("averaging"), str(path))
+    return {"epoch": epoch, "reason": reason, "weights_of_epoch": epoch - 1}
 
 
 def _validation_sampler(val, generator: torch.Generator):

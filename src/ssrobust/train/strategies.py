@@ -10,6 +10,7 @@ holds per-sample side information from the loader (e.g. ``trusted`` for label-no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, ContextManager
 
 import torch
 from torch import nn
@@ -27,9 +28,35 @@ class StepOutput:
     inputs: torch.Tensor | None = None  # the images the losses were computed on, if not the batch
 
 
+@dataclass
+class EpochCheck:
+    """What a strategy's end-of-epoch check reports: ``metrics`` go into the epoch's record;
+    ``stop`` (a reason) ends training early."""
+
+    metrics: dict[str, Any]
+    stop: str | None = None
+
+
 class Strategy:
     # Names of per-image arrays in the training split's ``extras`` that batches must carry.
     batch_extras: tuple[str, ...] = ()
+    # Whether the classifier loss is the network's cross-entropy (so optim.label_smoothing applies).
+    uses_classification_loss: bool = False
+    # Validation images the end-of-epoch check needs (0: it needs none).
+    held_out_images: int = 0
+
+    def end_of_epoch(self, model: nn.Module, held_out: tuple[torch.Tensor, torch.Tensor] | None,
+                     autocast: Callable[[], ContextManager]) -> EpochCheck | None:
+        """Optional check after every epoch on ``model`` (the backbone) and held-out images
+        (uint8 ``[N, 3, H, W]`` and labels ``[N]`` on the device). Default: none."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """State the check carries across epochs (saved in the checkpoint)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None, extras: dict[str, torch.Tensor] | None = None) -> StepOutput:
@@ -43,6 +70,8 @@ class Strategy:
 @STRATEGIES.register("standard")
 class Standard(Strategy):
     """Plain training on the batch: CE + the pretext-task losses."""
+
+    uses_classification_loss = True
 
     def __call__(self, net, x, y, generator, extras=None):
         logits, main, aux = net(x, y, generator)
