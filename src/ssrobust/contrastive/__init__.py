@@ -1,0 +1,17 @@
+"""Components of adversarial contrastive pretraining (AdvCL, Fan et al. 2021), no training loop.
+
+* :mod:`.losses` — NT-Xent and supervised-contrastive losses over ``[B, V, D]`` (registry
+  ``CONTRASTIVE_LOSSES``);
+* :mod:`.heads` — projection head, pseudo-label heads; :mod:`.batchnorm` — per-branch BatchNorm;
+* :mod:`.views` — seeded, replayable SimCLR views (kornia); :mod:`.frequency` — the HFC view;
+* :mod:`.pseudo_labels` — K-means pseudo-labels with an on-disk cache; :mod:`.features` — encoder
+  features of an image set;
+* :mod:`.attack` — the contrastive and pseudo-label attack objectives for ``PGD``;
+* :mod:`.distributed` — all-gather with gradients for negatives across ranks.
+
+See ``docs/contrastive.md``.
+"""
+
+from .distributed import gather_with_grad
+from .losses import (CONTRASTIVE_LOSSES, ContrastiveLoss, NTXentLoss, SupConLoss,
+                     build_contrastive_loss, nt_xent, sup_con)
