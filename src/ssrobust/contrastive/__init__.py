@@ -12,6 +12,8 @@
 See ``docs/contrastive.md``.
 """
 
+from .batchnorm import MultiBatchNorm, convert_batchnorm, set_branch, use_branch
 from .distributed import gather_with_grad
+from .heads import ProjectionHead, PseudoLabelHeads
 from .losses import (CONTRASTIVE_LOSSES, ContrastiveLoss, NTXentLoss, SupConLoss,
                      build_contrastive_loss, nt_xent, sup_con)
