@@ -14,8 +14,10 @@ See ``docs/contrastive.md``.
 
 from .batchnorm import MultiBatchNorm, convert_batchnorm, set_branch, use_branch
 from .distributed import gather_with_grad
+from .features import encode_dataset
 from .frequency import high_frequency_component, low_frequency_disk
 from .heads import ProjectionHead, PseudoLabelHeads
 from .losses import (CONTRASTIVE_LOSSES, ContrastiveLoss, NTXentLoss, SupConLoss,
                      build_contrastive_loss, nt_xent, sup_con)
+from .pseudo_labels import ADVCL_KS, cached_pseudo_labels, kmeans_pseudo_labels, scale_ks
 from .views import SimCLRViewConfig, SimCLRViewParams, apply_simclr_view, sample_simclr_view, simclr_view
