@@ -157,7 +157,7 @@ class AutoAttack:
         ``{"clean": images correct before, "apgd-ce": still robust after APGD-CE, ...}`` in the
         order the package ran them (counts of the package's own evaluation); ``{}`` with a
         ``RuntimeWarning`` if the package's log could not be read."""
-        check_inputs(x, y)
+        check_inputs(x, y, dense_targets=False)
         ok, reason = autoattack_available()
         if not ok:
             raise ImportError(reason)

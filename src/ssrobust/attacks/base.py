@@ -3,7 +3,8 @@
 An attack is a frozen dataclass called as ``attack(model, x, y, generator=None) -> x_adv``:
 
 * ``x`` is a float batch ``[B, C, H, W]`` of images in [0, 1] (normalization is a layer inside the
-  model, so the threat model is always stated on the [0, 1] pixel scale), ``y`` int64 ``[B]``;
+  model, so the threat model is always stated on the [0, 1] pixel scale), ``y`` int64 ``[B]``
+  (or one ``[H, W]`` target map per image for objectives of dense tasks, e.g. masks or depth);
 * ``x_adv`` has the same shape, dtype and device, lies in [0, 1] and within the ``eps``-ball around
   ``x`` in the attack's norm (up to float32 rounding, see :func:`ball_tolerance`);
 * the train/eval flag of every module of the model (and of any module the objective owns) is the
@@ -74,11 +75,16 @@ def check_attack_args(eps: float, norm: str, bn_mode: str) -> None:
     check_number("eps", eps, 0.0, 1.0 if norm == "linf" else None)
 
 
-def check_inputs(x: torch.Tensor, y: torch.Tensor) -> None:
-    """Reject batches that are not float images in [0, 1] with one label per image."""
+def check_inputs(x: torch.Tensor, y: torch.Tensor, dense_targets: bool = True) -> None:
+    """Reject batches that are not float images in [0, 1] with one target per image.
+
+    A target is a class label (``y`` ``[B]``) or, for objectives of dense tasks, a map per image
+    (``y`` ``[B, H, W]``: segmentation masks, depth maps); ``dense_targets=False`` allows labels only.
+    """
     if not x.is_floating_point():
         raise TypeError(f"attack inputs must be float images in [0, 1], got dtype {x.dtype}")
-    if y.shape != x.shape[:1]:
+    per_image = y.dim() >= 1 and y.shape[0] == x.shape[0]
+    if y.shape != x.shape[:1] and not (dense_targets and per_image and y.dim() == 3):
         raise ValueError(f"labels of shape {tuple(y.shape)} do not match a batch of {x.shape[0]}")
     if x.numel() and (bool(x.min() < 0) or bool(x.max() > 1)):
         raise ValueError("attack inputs must lie in [0, 1] (normalization belongs inside the model)")
