@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, mean_per_image
 from .decoder import at_least_float32
 
 
@@ -44,6 +44,11 @@ class RotationPrediction(PretextTask):
         f = features if self.separate_clean else torch.cat([clean_features, features])
         # Mean over all 4B predictions == 1/4 sum over rotations of the per-rotation mean CE.
         return F.cross_entropy(at_least_float32(self.head(f)), batch.targets)
+
+    def per_sample_loss(self, features, clean_features, batch):
+        f = features if self.separate_clean else torch.cat([clean_features, features])
+        ce = F.cross_entropy(at_least_float32(self.head(f)), batch.targets, reduction="none")
+        return mean_per_image(ce, clean_features.shape[0])  # k-major: the 4 rotations of image i
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Rotation logits ``[N, 4]`` for pooled features (used by OOD scores)."""
