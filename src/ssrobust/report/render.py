@@ -114,6 +114,8 @@ def _summary(results: list[dict], names: list[str]) -> Section:
 
 def _markdown(title: str, intro: str, sections: list[Section], root: Path) -> str:
     parts = [f"# {title}", ""]
+    for alert in (a for s in sections for a in s.alerts):  # first: read before any number
+        parts += [f"**Warning:** {alert}", ""]
     if intro:
         parts += [intro, ""]
     for s in sections:
@@ -129,6 +131,7 @@ def _markdown(title: str, intro: str, sections: list[Section], root: Path) -> st
 
 def _html(title: str, intro: str, sections: list[Section], root: Path) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
+    body += [f"<p><strong>Warning:</strong> {html.escape(a)}</p>" for s in sections for a in s.alerts]
     if intro:
         body.append(f"<p>{html.escape(intro)}</p>")
     for s in sections:
