@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,22 @@ def test_corrupt_command_writes_the_official_layout(tmp_path, capsys):
     assert np.load(out / "labels.npy").shape == (64,) and (out / "manifest.json").exists()
     assert main(argv) == 2 and "error:" in capsys.readouterr().err  # refuses to overwrite silently
     assert main(["corrupt", "source=npz", f"root={tmp_path / 'missing.npz'}", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_eval_preset_supplies_suites_and_options_and_overrides_win(tmp_path, monkeypatch, capsys):
+    import ssrobust.api
+
+    seen = {}
+
+    def fake_evaluate(run_dir, suites, options, device):
+        seen.update(suites=suites, options=options)
+        return {"suites": {}}
+
+    monkeypatch.setattr(ssrobust.api, "evaluate", fake_evaluate)
+    preset = Path(__file__).resolve().parents[1] / "configs/paper/eval/adversarial_full_budget.yaml"
+    assert main(["eval", str(tmp_path), "adversarial.max_images=50", "--preset", str(preset)]) == 0
+    assert seen["suites"] == ["adversarial"]
+    adv = seen["options"]["adversarial"]
+    assert adv["max_images"] == 50 and adv["spsa_samples"] == 4096 and adv["spsa_steps"] == 100
+    assert main(["eval", str(tmp_path), "--preset", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml does not exist" in capsys.readouterr().err
