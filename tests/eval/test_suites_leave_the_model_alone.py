@@ -59,6 +59,31 @@ def _snapshot(ctx: EvalContext) -> dict[str, torch.Tensor]:
     return state
 
 
+class CountingLinear(torch.nn.Module):
+    """A linear model with a buffer that every train-mode forward increments (like spectral
+    norm's power iteration): not a normalization layer, still state an attack must not change."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 8 * 8, 10)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.calls += 1
+        return self.fc(x.flatten(1))
+
+
+def test_train_mode_attacks_leave_any_buffer_alone():
+    model = CountingLinear()
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (8, 8, 8, 3), generator=g, dtype=torch.uint8)
+    ctx = EvalContext(model=model, images=images, labels=torch.randint(0, 10, (8,), generator=g),
+                      class_names=[str(i) for i in range(10)], batch_size=4, progress=False)
+    SUITES.get("adversarial")(ctx, **{**_ADVERSARIAL, "bn_mode": "train"})
+    assert int(model.calls) == 0
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_suite_leaves_the_state_bit_identical(case: str):
     ctx = _context()

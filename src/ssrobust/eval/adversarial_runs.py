@@ -5,7 +5,8 @@ the ε-ball audit (:class:`Outcome`). What it guarantees, whatever the attack do
 
 * the model is not adapted to the test set: every attack call runs with the normalization layers'
   running statistics frozen (an attack in ``bn_mode="train"`` normalizes with batch statistics but
-  leaves the running averages, and the batch counter, bit-identical);
+  leaves the running averages, and the batch counter, bit-identical), and any other buffer a
+  train-mode forward updates (e.g. spectral norm's power iteration) is put back afterwards;
 * randomness is replayable: the global torch RNG (which randomized models draw from) is seeded per
   run, batch and prediction pass from ``ctx.seed`` inside a fork, so the caller's RNG is untouched,
   a randomized model gives the same numbers twice, and the ε = 0 point sees the same model draws as
@@ -77,6 +78,19 @@ def seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def kept_buffers(model: torch.nn.Module) -> Iterator[None]:
+    """Every buffer of ``model`` has its values back after the block, whatever ran inside."""
+    saved = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buf, value in saved:
+                if not torch.equal(buf, value):
+                    buf.copy_(value)
+
+
 class AttackRunner:
     """Attacks the first ``n`` images of ``ctx`` and stores each run's :class:`Outcome` by name."""
 
@@ -113,7 +127,7 @@ class AttackRunner:
     def _attack(self, attack: Attack, name: str, batch: int, x: torch.Tensor, y: torch.Tensor,
                 gen: torch.Generator) -> torch.Tensor:
         # Frozen statistics: an attack in train mode must not adapt BatchNorm to the test set.
-        with frozen_running_stats(self.ctx.model), \
+        with kept_buffers(self.ctx.model), frozen_running_stats(self.ctx.model), \
                 seeded_global_rng(derived_seed(self.ctx.seed, "attack", name, batch), self.ctx.device):
             return attack(self.ctx.model, x, y, gen)
 
