@@ -51,3 +51,21 @@ def test_missing_autoattack_and_failed_checks_come_first(monkeypatch, tmp_path):
     assert not any("plain: adversarial sanity checks failed" in line for line in lines)
     html = (out / "report.html").read_text()
     assert html.index("AutoAttack was not run") < html.index("<h2>")
+
+
+def test_records_from_before_the_budgets_still_render(tmp_path):
+    """An older record: margin PGD under gradient_free, no budgets, no check_passed."""
+    from ssrobust.report.base import SECTIONS
+
+    old = {"n": 10, "eps": 8 / 255, "clean_accuracy": 0.9,
+           "attacks": {"pgd20": {"robust_accuracy": 0.4, "steps": 20},
+                       "pgd100": {"robust_accuracy": 0.4, "steps": 100},
+                       "autoattack": {"skipped": True, "reason": "disabled"}},
+           "worst_case_robust_accuracy": 0.4, "sweeps": {},
+           "gradient_free": {"pgd_margin": {"robust_accuracy": 0.4},
+                             "spsa": {"robust_accuracy": 0.5, "n": 10, "broken_only_by_this": 0}},
+           "sanity_checks": [{"name": "gradient_masking_spsa", "passed": True, "detail": "d"}]}
+    section = SECTIONS.get("adversarial")([("old", old)], tmp_path)
+    table = next(t for t in section.tables if t.caption.startswith("Gradient-free"))
+    assert table.rows == [["old", "spsa", 10, "–", "50.0", "–", 0, "–"]]
+    assert section.alerts == []
