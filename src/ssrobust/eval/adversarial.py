@@ -233,7 +233,7 @@ def _gradient_free(runner: AttackRunner, opts: AdversarialOptions, m: int,
                               budget_text(name, budgets[name]))
         check["budget"] = budgets[name]
         checks.append(check)
-        record[name] = _summary(out, whitebox_robust_accuracy=float(whitebox.float().mean()),
+        record[name] = _summary(out, whitebox_robust_accuracy=int(whitebox.sum()) / m,
                                 broken_only_by_this=check["broken_only_by_gradient_free"],
                                 budget=budgets[name], check_passed=check["passed"])
     return record
