@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -189,3 +190,22 @@ def test_eval_refuses_zero_images_and_eps_outside_the_unit_interval(tmp_path, ca
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert (run / "results.json").read_text() == before  # nothing recorded
+
+
+def test_eval_preset_supplies_suites_and_options_and_overrides_win(tmp_path, monkeypatch, capsys):
+    import ssrobust.api
+
+    seen = {}
+
+    def fake_evaluate(run_dir, suites, options, device, verify=True):
+        seen.update(suites=suites, options=options, verify=verify)
+        return {"suites": {}}
+
+    monkeypatch.setattr(ssrobust.api, "evaluate", fake_evaluate)
+    preset = Path(__file__).resolve().parents[1] / "configs/paper/eval/adversarial_full_budget.yaml"
+    assert main(["eval", str(tmp_path), "adversarial.max_images=50", "--preset", str(preset)]) == 0
+    assert seen["suites"] == ["adversarial"]
+    adv = seen["options"]["adversarial"]
+    assert adv["max_images"] == 50 and adv["spsa_samples"] == 4096 and adv["spsa_steps"] == 100
+    assert main(["eval", str(tmp_path), "--preset", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml does not exist" in capsys.readouterr().err

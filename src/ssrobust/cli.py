@@ -61,17 +61,24 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--no-verify", action="store_true",
                    help="do not check a -C folder's files against the sha256 sums of its manifest.json")
+    p.add_argument("--preset", type=Path, default=None,
+                   help="a YAML preset whose eval.suites and eval.options to run, e.g. "
+                        "configs/paper/eval/adversarial_full_budget.yaml (suite.key=value options win)")
 
 
 @command("eval")(_setup_eval)
 def _eval(a: argparse.Namespace) -> int:
     import json
 
-    from .api import evaluate
+    from .api import evaluate, make_config
     from .typedconfig import apply_overrides
 
     suites = [s for s in a.suites.split(",") if s] if a.suites else None
-    options = apply_overrides({}, a.options) if a.options else None
+    preset = make_config(a.preset).eval if a.preset is not None else None
+    base = {k: dict(v) for k, v in preset.options.items()} if preset is not None else {}
+    options = apply_overrides(base, a.options) if (a.options or base) else None
+    if suites is None and preset is not None:
+        suites = list(preset.suites)
     if options is not None and suites is None:
         suites = list(options)
     res = evaluate(a.run_dir, suites, options, a.device, verify=not a.no_verify)

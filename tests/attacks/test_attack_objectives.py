@@ -69,8 +69,10 @@ def test_feature_distance_l2_and_cosine_hand_values():
 
 
 def rotation_loss_by_hand(model, task, x: torch.Tensor) -> torch.Tensor:
+    """``[B]``: each image's rotation loss, the mean CE over its own four rotations."""
     imgs, labels = rotate_batch(x)
-    return F.cross_entropy(task.head(model.forward_features(imgs)), labels)
+    ce = F.cross_entropy(task.head(model.forward_features(imgs)), labels, reduction="none")
+    return ce.view(4, x.shape[0]).mean(0)
 
 
 def test_cross_entropy_plus_tasks_is_ce_plus_weighted_rotation_loss(tiny, batch):
@@ -82,11 +84,24 @@ def test_cross_entropy_plus_tasks_is_ce_plus_weighted_rotation_loss(tiny, batch)
         ce = F.cross_entropy(tiny(x), y, reduction="none")
         rot = rotation_loss_by_hand(tiny, task, x)
     assert got.shape == (x.shape[0],)
+    assert float(rot.std()) > 0  # images differ in their rotation loss: per sample is testable
     torch.testing.assert_close(got, ce + 0.5 * rot, rtol=1e-5, atol=1e-5)
-    # Per-sample gradients: the summed objective is sum_i CE_i + 0.5 * B * mean rotation loss.
+    # The summed objective (what the gradient follows) is sum_i CE_i + 0.5 * B * batch rotation loss.
     with torch.no_grad():
         total = float(got.sum())
-    assert total == pytest.approx(float(ce.sum() + 0.5 * x.shape[0] * rot), rel=1e-5)
+    assert total == pytest.approx(float(ce.sum() + 0.5 * x.shape[0] * rot.mean()), rel=1e-5)
+
+
+def test_task_term_of_a_sample_does_not_depend_on_the_rest_of_the_batch(tiny, batch):
+    """Sample 0's value is the same in the batch and alone (it used to be its CE plus the batch
+    mean of the rotation loss, which moved with the other samples)."""
+    x, y = batch
+    task = RotationPrediction(tiny.num_features)
+    objective = CrossEntropyPlusTasks({"rotation": task}, weight=0.5)
+    with torch.no_grad():
+        full = objective(tiny, x, x, y)
+        alone = objective(tiny, x[:1], x[:1], y[:1])
+    torch.testing.assert_close(full[:1], alone, rtol=1e-5, atol=1e-6)
 
 
 def test_task_weights_per_task_and_missing_weights(tiny, batch):
@@ -95,7 +110,7 @@ def test_task_weights_per_task_and_missing_weights(tiny, batch):
     with torch.no_grad():
         a = SelfSupervisedLoss({"rotation": task}, weight={"rotation": 2.0})(tiny, x, x, y)
         rot = rotation_loss_by_hand(tiny, task, x)
-    torch.testing.assert_close(a, (2.0 * rot).expand(x.shape[0]), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a, 2.0 * rot, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="rotation"):
         SelfSupervisedLoss({"rotation": task}, weight={})(tiny, x, x, y)
 

@@ -93,10 +93,39 @@ def test_missing_package_gives_a_reason_and_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(adapter.importlib, "import_module", fake)
     ok, reason = autoattack_available()
-    assert not ok and "pyautoattack" in reason and "ssrobust[autoattack]" in reason
+    assert not ok and "pyautoattack" in reason and "pip install pyautoattack==0.2.0" in reason
     model, x, y = linear_case(8 / 255, n=2)
     with pytest.raises(ImportError, match="pyautoattack"):
         AutoAttack()(model, x, y)
+
+
+class Saturated(nn.Module):
+    """A linear model with logits x 10^4: cross-entropy and its gradient are exactly 0, so APGD-CE
+    leaves every point to the DLR members."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = QuantizedLinear(3 * 8 * 8, quantize=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * 1e4
+
+
+@needs_package
+def test_channels_last_images_reach_the_dlr_members_without_a_crash():
+    # Images converted from [N, H, W, 3] arrays (as the evaluation suites do) are not contiguous;
+    # the package's zero-gradient check calls .view() on the gradient and used to crash there.
+    model = Saturated()
+    images = torch.randint(0, 256, (8, 8, 8, 3), generator=torch.Generator().manual_seed(0),
+                           dtype=torch.uint8)
+    x = images.permute(0, 3, 1, 2).float().div(255)
+    assert not x.is_contiguous()
+    y = predicted_labels(model, x)
+    x_adv, counts = AutoAttack(eps=8 / 255, version="custom", attacks=("apgd-ce", "apgd-t")).run(
+        model, x, y, torch.Generator().manual_seed(0))
+    assert counts["clean"] == 8 and counts["apgd-ce"] > 0  # CE leaves points to the DLR member...
+    assert counts["apgd-t"] < counts["apgd-ce"]  # ... which ran and broke some of them
+    assert int((predicted_labels(model, x_adv) != y).sum()) == 8 - counts["apgd-t"]
 
 
 @needs_package

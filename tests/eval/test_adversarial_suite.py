@@ -89,7 +89,8 @@ def test_all_sanity_checks_pass_on_an_ordinary_model(ordinary):
     found = checks(ordinary)
     assert set(found) == {"eps0_is_clean_linf", "eps0_is_clean_l2", "monotone_eps_linf",
                           "monotone_eps_l2", "monotone_steps", "in_ball_and_range",
-                          "gradient_masking_spsa"}
+                          "gradient_masking_spsa", "ce_vs_margin_loss", "unbounded_eps_breaks_all",
+                          "randomness_accounted_for"}
     assert all(c["passed"] for c in found.values()), found
     assert all(set(c) >= {"name", "passed", "detail"} for c in found.values())
     assert ordinary["warnings"] == []
@@ -128,10 +129,15 @@ def test_model_modes_restored_and_eval_used():
 
 def test_autoattack_skipped_with_reason_when_package_missing(monkeypatch):
     monkeypatch.setattr(adversarial, "autoattack_available", lambda: (False, "no package here"))
-    record = run(QuantizedLinear(quantize=False), autoattack=True, square=True, spsa=False)
-    assert record["attacks"]["autoattack"] == {"skipped": True, "reason": "no package here"}
-    assert record["gradient_free"]["square"] == {"skipped": True, "reason": "no package here"}
-    assert record["worst_case_of"] == ["pgd20", "pgd100"]
+    with pytest.warns(UserWarning, match="AutoAttack was not run: no package here"):
+        record = run(QuantizedLinear(quantize=False), autoattack=True, square=True, spsa=False)
+    assert record["attacks"]["autoattack"] == {"skipped": True, "reason": "no package here",
+                                               "missing": True}
+    square = record["gradient_free"]["square"]
+    assert square["skipped"] and square["reason"] == "no package here"
+    assert "autoattack" not in record["worst_case_of"] and "square" not in record["worst_case_of"]
+    # the first warning says so, before any other
+    assert record["warnings"][0].startswith("AutoAttack was not run: no package here")
 
 
 @pytest.mark.skipif(not autoattack_available()[0], reason="optional package pyautoattack is not installed")
@@ -175,7 +181,7 @@ def test_bad_values_are_refused_before_any_attack_runs(options, message, monkeyp
     def no_attacks(*args, **kwargs):
         raise AssertionError("an attack ran before the options were validated")
 
-    monkeypatch.setattr(adversarial, "_attack_set", no_attacks)
+    monkeypatch.setattr(adversarial.AttackRunner, "run", no_attacks)  # where attacks run
     with pytest.raises(ConfigError, match=message):
         SUITES.get("adversarial")(context(QuantizedLinear(quantize=False)), **{**SMALL, **options})
 
@@ -197,9 +203,13 @@ def test_report_section(ordinary, masked, tmp_path: Path):
     section = SECTIONS.get("adversarial")([("ordinary", ordinary), ("masked", masked)], tmp_path)
     assert [p.name for p in section.figures] == ["adversarial_sweep_linf.png", "adversarial_sweep_l2.png"]
     assert all(p.exists() and p.stat().st_size > 0 for p in section.figures)
-    summary, sanity = section.tables
+    summary, gradient_free, sanity = section.tables
     assert [r[0] for r in summary.rows] == ["ordinary", "masked"]
-    assert summary.rows[0][5] == "skipped"
+    assert summary.headers[6] == "AutoAttack" and summary.rows[0][6] == "skipped"
+    assert [r[:2] for r in gradient_free.rows] == [["ordinary", "spsa"], ["masked", "spsa"]]
+    assert gradient_free.rows[1][-1] == "FAILED" and "10 steps x 32 evaluations" in gradient_free.rows[1][3]
     assert ["masked", "gradient_masking_spsa", "FAILED"] in [r[:3] for r in sanity.rows]
-    assert "masked: failed sanity checks: gradient_masking_spsa" in section.text
+    assert ("masked: failed sanity checks: unbounded_eps_breaks_all, gradient_masking_spsa"
+            in section.text)
+    assert len(section.alerts) == 1 and section.alerts[0].startswith("masked: adversarial sanity")
     assert "| ordinary |" in summary.markdown() and "<table>" in sanity.html()

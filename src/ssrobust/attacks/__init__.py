@@ -1,7 +1,7 @@
 """Adversarial attacks: ``attack(model, x, y, generator=None) -> x_adv`` on [0, 1] images.
 
 Registered under ``ATTACKS``: ``fgsm``, ``pgd``, ``spsa`` and ``autoattack`` (an adapter around
-the authors' ``pyautoattack`` package, optional extra). What an attack maximizes is a pluggable
+the authors' ``pyautoattack`` package, a dependency). What an attack maximizes is a pluggable
 objective from ``OBJECTIVES``. See ``docs/attacks.md``.
 """
 

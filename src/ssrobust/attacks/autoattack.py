@@ -1,11 +1,11 @@
 """Thin adapter around AutoAttack (Croce & Hein 2020) from its authors' PyPI package.
 
 Numbers reported as "AutoAttack" come only from this adapter, i.e. from the ``pyautoattack``
-package (optional extra: ``pip install 'ssrobust[autoattack]'``, which pins ``pyautoattack==0.2.0``;
-it installs the module ``pyautoattack`` with ``AutoAttack(model, *, attacks, device, eps, norm,
-seed, version)`` and ``run_standard_evaluation(x, y, *, batch_size)``). Our own PGD is never
-substituted for it: without the package, :func:`autoattack_available` says why and the evaluation
-suite records AutoAttack as skipped.
+package (a core dependency pinned to ``pyautoattack==0.2.0``; it installs the module
+``pyautoattack`` with ``AutoAttack(model, *, attacks, device, eps, norm, seed, version)`` and
+``run_standard_evaluation(x, y, *, batch_size)``). Our own PGD is never substituted for it: in an
+install without the package, :func:`autoattack_available` says why and the evaluation suite
+records AutoAttack as skipped and says so first in its warnings.
 
 What the adapter adds: the [0, 1] / float32-logits contract (the model is wrapped so autocast
 outputs are cast to float32), eval mode with every module's flag restored, the global torch RNG
@@ -49,8 +49,8 @@ def autoattack_available() -> tuple[bool, str]:
     try:
         module = importlib.import_module(PACKAGE)
     except ImportError as e:
-        return False, (f"the optional package {PACKAGE} is not installed ({e}); "
-                       f"install it with: pip install 'ssrobust[autoattack]'")
+        return False, (f"{PACKAGE}, a dependency of ssrobust, is not installed ({e}); "
+                       f"install it with: pip install {PACKAGE}=={PINNED_VERSION}")
     version = getattr(module, "__version__", "unknown")
     return True, f"{PACKAGE} {version}"
 
@@ -161,7 +161,9 @@ class AutoAttack:
         ok, reason = autoattack_available()
         if not ok:
             raise ImportError(reason)
-        x = x.detach()
+        # Contiguous: the package reshapes gradients with .view(), which fails on the
+        # channels-last strides of images converted from [N, H, W, 3] arrays.
+        x = x.detach().contiguous()
         if self.eps == 0 or x.shape[0] == 0:
             return x.clone(), {}
         seed = self.seed if generator is None else int(

@@ -74,16 +74,19 @@ class Margin(Objective):
 
 def _task_term(model: nn.Module, x_adv: torch.Tensor, tasks: Mapping[str, PretextTask],
                weights: Mapping[str, float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One :func:`forward_with_tasks` pass: ``(clean-view features [B, D], Σ_t λ_t L_t scalar)``.
+    """One :func:`forward_with_tasks` pass: ``(clean-view features [B, D], Σ_t λ_t L_t [B])``, each
+    sample's own task losses (:meth:`~ssrobust.tasks.base.PretextTask.per_sample_loss`).
 
     The task generator is re-seeded at every call so random pretext views (jigsaw permutations,
     crops) are the same at every attack step: the attack then maximizes one fixed function instead
     of chasing a new random objective each step.
     """
     gen = torch.Generator(device=x_adv.device).manual_seed(seed)
-    feats, losses = forward_with_tasks(model, x_adv, dict(tasks), gen)
-    total = sum(weights.get(name, 0.0) * loss.float() for name, loss in losses.items())
-    return feats, torch.as_tensor(total, device=x_adv.device, dtype=torch.float32)
+    feats, losses = forward_with_tasks(model, x_adv, dict(tasks), gen, per_sample=True)
+    total = torch.zeros(x_adv.shape[0], device=x_adv.device, dtype=torch.float32)
+    for name, loss in losses.items():
+        total = total + weights.get(name, 0.0) * loss.float()
+    return feats, total
 
 
 def _weights(tasks: Mapping[str, PretextTask], weight: float | Mapping[str, float]) -> dict[str, float]:
@@ -101,10 +104,10 @@ class CrossEntropyPlusTasks(Objective):
     """CE + λ·L_SS through the tasks' heads (Hendrycks et al. 2019 Sec. 3.1; Kucer et al. 2021 "SS in
     the attack"). ``weight`` is one λ for all tasks or ``{task name: λ}``.
 
-    Per-sample values: pretext tasks return batch-mean losses, so each sample's value is its own CE
-    plus λ times the *batch mean* of L_SS. Gradients are still exactly per sample: the summed value
-    is Σ_i CE_i + λ·B·mean_i(ℓ_i) = Σ_i (CE_i + λ ℓ_i), assuming (as for rotation) that a task loss is
-    the mean of per-sample terms and BatchNorm is in eval mode (otherwise samples interact anyway).
+    Per-sample values: each sample's own CE plus λ times its own task loss (the mean over its views,
+    :meth:`~ssrobust.tasks.base.PretextTask.per_sample_loss`), so with BatchNorm in eval mode a
+    sample's value does not depend on the rest of the batch. The batch sum, and so the gradient,
+    equals Σ_i CE_i + λ·B·L_SS with the tasks' batch-mean losses.
     """
 
     tasks: Mapping[str, PretextTask] = field(default_factory=dict)
@@ -121,7 +124,7 @@ class CrossEntropyPlusTasks(Objective):
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
             feats, task_loss = _task_term(model, x_adv, self.tasks, weights, self.seed)
             if not self.with_ce:
-                return task_loss.expand(x_adv.shape[0])
+                return task_loss
             return F.cross_entropy(model.forward_head(feats).float(), y, reduction="none") + task_loss
 
         return loss
@@ -131,8 +134,7 @@ class CrossEntropyPlusTasks(Objective):
 @dataclass(frozen=True)
 class SelfSupervisedLoss(CrossEntropyPlusTasks):
     """λ·L_SS alone (labels unused): attacks on the pretext tasks, e.g. for label-free adversarial
-    pretraining (Kucer et al. 2021). Per-sample values are the batch mean, see
-    :class:`CrossEntropyPlusTasks`."""
+    pretraining (Kucer et al. 2021). Per-sample values, see :class:`CrossEntropyPlusTasks`."""
 
     weight: float | Mapping[str, float] = 1.0
     with_ce: ClassVar[bool] = False

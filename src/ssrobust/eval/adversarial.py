@@ -1,45 +1,44 @@
 """The ``adversarial`` suite: robust accuracy that checks its own trustworthiness.
 
 Measures, on the first ``max_images`` test images, the robust accuracy under ℓ∞ PGD-20 (step 2/255)
-and PGD-100 (step 0.3/255) at ε = 8/255 (the evaluation of Hendrycks et al. 2019, Sec. 3.1), under
-AutoAttack (standard version, from the ``pyautoattack`` package only; recorded as skipped with the
-reason when it is not installed), and ε sweeps in ℓ∞ and ℓ2. Then it runs the sanity checks of
-Carlini et al. (2019, "On evaluating adversarial robustness") that can be automated:
+and PGD-100 (step 0.3/255) at ε = 8/255 (the evaluation of Hendrycks et al. 2019, Sec. 3.1), PGD-20
+on the margin loss, AutoAttack (standard version, from the ``pyautoattack`` package; recorded as
+skipped, first in the warnings, in an install without it), ε sweeps in ℓ∞ and ℓ2, and the
+gradient-free SPSA and Square attacks on a subset.
 
-* ``eps0_is_clean_*``: at ε = 0 the attacked accuracy equals the clean accuracy exactly;
-* ``monotone_eps_*`` / ``monotone_steps``: accuracy does not rise with ε or with more steps, up
-  to ``monotone_tolerance`` samples (an exact worst-case oracle would be monotone because the balls
-  are nested; PGD is a randomized local search, so one point may survive a larger ball by the
-  luck of its start — more than that between neighbouring settings means the attack is failing);
-* ``in_ball_and_range``: every adversarial example of every attack lies in its ε-ball and [0, 1];
-* ``gradient_masking_spsa`` / ``gradient_masking_square``: a gradient-free attack must not break
-  (more than ``masking_tolerance`` of the subset) points that survive every white-box attack —
-  otherwise the gradients are masked and the white-box numbers overstate robustness.
-
-Every attack gets its own generator seeded from ``ctx.seed`` and the attack's name.
+The headline ``worst_case_robust_accuracy`` is per sample over *every* attack run at ε (clean point,
+PGD-20, PGD-100, margin PGD, the sweep point at ε, AutoAttack, SPSA, Square): a point counts as
+robust only if it survives all of them that ran on it. Sanity checks (Carlini et al. 2019) are in
+:mod:`.adversarial_checks`; the guarantees of each attack run (frozen BatchNorm statistics,
+replayable randomness, reruns) in :mod:`.adversarial_runs`.
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
-import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-from tqdm.auto import tqdm
 
-from ..attacks import PGD, SPSA, AutoAttack, Margin, autoattack_available
+from ..attacks import PGD, SPSA, AutoAttack, CrossEntropy, Margin, autoattack_available
 from ..attacks.autoattack import AutoAttackWarning
-from ..attacks.base import BALL_ATOL, Attack, ball_excess, ball_tolerance
+from ..attacks.base import Attack
+from ..attacks.objectives import Objective
 from ..errors import ConfigError
 from ..typedconfig import check_number, from_dict
-from .base import SUITES, EvalContext, predict
+from .adversarial_checks import (UESATO_SPSA_DIRECTIONS, UESATO_SPSA_STEPS, ball_check, eps0_check,
+                                 loss_agreement_check, masking_check, monotone_check,
+                                 randomness_check, unbounded_check)
+from .adversarial_runs import AttackRunner, Outcome
+from .base import SUITES, EvalContext
+
+__all__ = ["AdversarialOptions", "adversarial_suite", "masking_check", "monotone_check"]
 
 LINF_SWEEP = tuple(v / 255 for v in (0, 1, 2, 4, 6, 8, 10, 12, 16))
 L2_SWEEP = (0.0, 0.125, 0.25, 0.5, 0.75, 1.0)
+WHITEBOX_AT_EPS = ("pgd20", "pgd100", "pgd_margin")
 
 
 @dataclass
@@ -58,17 +57,22 @@ class AdversarialOptions:
     sweep_step_factor: float = 0.25  # step = factor * ε: 2/255 at 8/255, as PGD-20
     sweep_images: int | None = None  # default: max_images
     autoattack: bool = True
-    autoattack_version: Literal["standard", "plus"] = "standard"
+    autoattack_version: Literal["standard", "plus", "rand"] = "standard"
     gradient_free_images: int = 100
     spsa: bool = True
     spsa_steps: int = 20
-    spsa_samples: int = 32
+    spsa_samples: int = 32  # Rademacher directions per step, each 2 evaluations (Uesato: 4096)
     spsa_step_size: float = 0.01
     spsa_delta: float = 0.01
     square: bool = True
     square_queries: int = 5000
     masking_tolerance: float = 0.01
+    loss_agreement_tolerance: float = 0.05
+    unbounded_eps: float | None = 1.0  # ℓ∞ radius of the unbounded check (None: skip it)
+    unbounded_tolerance: float = 0.01
     monotone_tolerance: int = 1
+    eot_samples: int = 1  # gradients averaged over this many passes (randomized models)
+    reruns: int = 1  # prediction passes per point (randomized models)
     bn_mode: Literal["eval", "train"] = "eval"
 
     def __post_init__(self) -> None:
@@ -81,83 +85,87 @@ class AdversarialOptions:
             check_number(f"adversarial.{key}", getattr(self, key), low=0)
         check_number("adversarial.spsa_samples", self.spsa_samples, low=1)
         check_number("adversarial.spsa_delta", self.spsa_delta, low=0, low_open=True)
-        check_number("adversarial.masking_tolerance", self.masking_tolerance, 0, 1)
+        for key in ("masking_tolerance", "loss_agreement_tolerance", "unbounded_tolerance"):
+            check_number(f"adversarial.{key}", getattr(self, key), 0, 1)
         check_number("adversarial.eps", self.eps, 0, 1)  # the suite's ε is ℓ∞
+        if self.unbounded_eps is not None:
+            check_number("adversarial.unbounded_eps", self.unbounded_eps, 0, 1, low_open=True)
         for i, eps in enumerate(self.sweep_linf):
             check_number(f"adversarial.sweep_linf[{i}]", eps, 0, 1)
         for i, eps in enumerate(self.sweep_l2):
             check_number(f"adversarial.sweep_l2[{i}]", eps, low=0)
+        for key in ("eot_samples", "reruns"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"adversarial.{key} must be an integer >= 1, "
+                                  f"got {getattr(self, key)!r}")
 
 
-@dataclass
-class _Outcome:
-    """Per-sample robust flags (CPU bool ``[n]``) of one attack and its ε-ball audit."""
-
-    robust: torch.Tensor
-    violations: int
-    max_excess: float
-    seconds: float
-
-    @property
-    def accuracy(self) -> float | None:
-        n = int(self.robust.numel())
-        return int(self.robust.sum()) / n if n else None
+def _pgd(ctx: EvalContext, opts: AdversarialOptions, eps: float, step: float, steps: int,
+         norm: str = "linf", objective: Objective | None = None) -> PGD:
+    return PGD(eps=eps, step_size=step, steps=steps, norm=norm, bn_mode=opts.bn_mode,
+               objective=objective or CrossEntropy(), autocast=ctx.autocast,
+               eot_samples=opts.eot_samples)
 
 
-def _generator(ctx: EvalContext, name: str) -> torch.Generator:
-    seed = (ctx.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
-    return torch.Generator(device=ctx.device).manual_seed(seed)
+def _summary(out: Outcome, **params: Any) -> dict:
+    return {"robust_accuracy": out.accuracy, "n": out.n, "seconds": round(out.seconds, 3), **params}
 
 
-def _attack_set(ctx: EvalContext, attack: Attack | None, name: str, n: int, eps: float,
-                norm: str) -> _Outcome:
-    """Attack the first ``n`` images batch by batch (``attack=None``: clean) and audit the results."""
-    start = time.perf_counter()
-    gen = _generator(ctx, name)
-    robust, violations, max_excess = [], 0, float("-inf")
-    batches = ctx.batches(ctx.images[:n], ctx.labels[:n])
-    for x, y in tqdm(batches, desc=f"adversarial: {name}", total=math.ceil(n / ctx.batch_size),
-                     disable=not ctx.progress, leave=False):
-        x_adv = x if attack is None else attack(ctx.model, x, y, gen)
-        excess = ball_excess(x_adv, x, eps, norm)
-        violations += int((excess > ball_tolerance(eps, norm, x[0].numel())).sum())
-        max_excess = max(max_excess, float(excess.max()))
-        robust.append((predict(ctx.model, x_adv, ctx.autocast).argmax(1) == y).cpu())
-    flags = torch.cat(robust) if robust else torch.zeros(0, dtype=torch.bool)
-    return _Outcome(flags, violations, max_excess, time.perf_counter() - start)
+def _pgd_at_eps(runner: AttackRunner, opts: AdversarialOptions, n: int) -> dict[str, dict]:
+    """PGD-20 and PGD-100 on CE (Hendrycks et al. 2019) and PGD-20 on the margin loss, at ε."""
+    record = {}
+    for key, steps, step, objective in (
+            ("pgd20", opts.pgd20_steps, opts.pgd20_step_size, CrossEntropy()),
+            ("pgd100", opts.pgd100_steps, opts.pgd100_step_size, CrossEntropy()),
+            ("pgd_margin", opts.pgd20_steps, opts.pgd20_step_size, Margin())):
+        attack = _pgd(runner.ctx, opts, opts.eps, step, steps, objective=objective)
+        out = runner.run(key, attack, n, opts.eps, "linf")
+        record[key] = _summary(out, eps=opts.eps, norm="linf", steps=steps, step_size=step,
+                               loss="margin" if isinstance(objective, Margin) else "cross_entropy")
+    return record
 
 
-def _summary(out: _Outcome, **params: Any) -> dict:
-    return {"robust_accuracy": out.accuracy, "n": int(out.robust.numel()),
-            "seconds": round(out.seconds, 3), **params}
-
-
-def _sweep(ctx: EvalContext, opts: AdversarialOptions, norm: str, eps_list: list[float], n: int,
-           audits: dict[str, _Outcome]) -> dict:
+def _sweep(runner: AttackRunner, opts: AdversarialOptions, norm: str, eps_list: list[float],
+           n: int) -> dict:
     counts = []
     for eps in eps_list:
-        attack = PGD(eps=eps, step_size=opts.sweep_step_factor * eps, steps=opts.sweep_steps,
-                     norm=norm, bn_mode=opts.bn_mode, autocast=ctx.autocast)
-        name = f"sweep_{norm}_{eps:.6g}"
-        audits[name] = out = _attack_set(ctx, attack, name, n, eps, norm)
-        counts.append(int(out.robust.sum()))
+        attack = _pgd(runner.ctx, opts, eps, opts.sweep_step_factor * eps, opts.sweep_steps, norm)
+        counts.append(int(runner.run(f"sweep_{norm}_{eps:.6g}", attack, n, eps, norm).robust.sum()))
     return {"eps": list(eps_list), "robust_accuracy": [c / max(n, 1) for c in counts],
             "robust_count": counts, "n": n, "steps": opts.sweep_steps,
             "step_factor": opts.sweep_step_factor}
 
 
-def _run_autoattack(ctx: EvalContext, opts: AdversarialOptions, n: int,
-                    audits: dict[str, _Outcome], notes: list[str]) -> dict:
+def _unbounded(runner: AttackRunner, opts: AdversarialOptions, n: int) -> dict | None:
+    """Margin PGD at a radius that allows any image (ℓ∞ 1.0 by default), with PGD-100's step count
+    and Madry et al.'s step rule 2.5·ε/steps: a few huge sign steps (¼ of the range each) bounce
+    between the box's corners and left a plain model's points standing, a false masking alarm."""
+    if opts.unbounded_eps is None:
+        return None
+    eps, steps = opts.unbounded_eps, max(1, opts.pgd100_steps)
+    step = 2.5 * eps / steps
+    attack = _pgd(runner.ctx, opts, eps, step, steps, objective=Margin())
+    out = runner.run("unbounded", attack, n, eps, "linf")
+    return _summary(out, eps=eps, norm="linf", steps=steps, step_size=step, loss="margin")
+
+
+def _run_autoattack(runner: AttackRunner, opts: AdversarialOptions, n: int,
+                    notes: list[str]) -> dict:
     available, why = autoattack_available()
     if not opts.autoattack:
         return {"skipped": True, "reason": "disabled by the option autoattack=false"}
     if not available:
-        return {"skipped": True, "reason": why}
+        message = (f"AutoAttack was not run: {why}. The worst case covers only the suite's own "
+                   "attacks, not the field's standard evaluation.")
+        warnings.warn(message, UserWarning, stacklevel=4)
+        notes.insert(0, message)
+        return {"skipped": True, "reason": why, "missing": True}
     attack = _Tally(AutoAttack(eps=opts.eps, norm="linf", version=opts.autoattack_version,
-                               batch_size=ctx.batch_size, bn_mode=opts.bn_mode, autocast=ctx.autocast))
+                               batch_size=runner.ctx.batch_size, bn_mode=opts.bn_mode,
+                               autocast=runner.ctx.autocast))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AutoAttackWarning)
-        audits["autoattack"] = out = _attack_set(ctx, attack, "autoattack", n, opts.eps, "linf")
+        out = runner.run("autoattack", attack, n, opts.eps, "linf")
     flags = list(dict.fromkeys(str(w.message) for w in caught
                                if issubclass(w.category, AutoAttackWarning)))
     notes.extend(flags)
@@ -183,25 +191,46 @@ class _Tally:
         return x_adv
 
 
-def _gradient_free(ctx: EvalContext, opts: AdversarialOptions, m: int, whitebox: torch.Tensor,
-                   audits: dict[str, _Outcome], checks: list[dict]) -> dict:
-    """SPSA (and Square when the package is there) on the first ``m`` images, each compared with the
-    per-sample white-box result on the same images.
+def gradient_free_budgets(opts: AdversarialOptions, m: int) -> dict[str, dict]:
+    """What the SPSA and Square checks could find: their query budgets on ``m`` images, SPSA's also
+    as a fraction of the budget of Uesato et al. (2018): 4096 directions (8192 evaluations) x 100."""
+    spsa = {"images": m, "steps": opts.spsa_steps, "directions_per_step": opts.spsa_samples,
+            "evaluations_per_step": 2 * opts.spsa_samples, "delta": opts.spsa_delta,
+            "step_size": opts.spsa_step_size,
+            "fraction_of_uesato2018": (opts.spsa_steps * opts.spsa_samples)
+            / (UESATO_SPSA_STEPS * UESATO_SPSA_DIRECTIONS)}
+    return {"spsa": spsa, "square": {"images": m, "queries": opts.square_queries}}
 
-    The white-box side also gets PGD on the margin loss (the loss SPSA and Square optimize): CE-PGD
-    alone is not the strongest white-box attack on multi-class models, and a gradient-free attack
-    on a better loss would otherwise "beat" it without any gradient masking.
-    """
-    attacks: dict[str, Attack] = {}
+
+def budget_text(name: str, budget: dict) -> str:
+    """One line stating a gradient-free attack's budget (shown next to its verdict)."""
+    if name == "spsa":
+        return (f"SPSA {budget['steps']} steps x {budget['evaluations_per_step']} evaluations "
+                f"({budget['directions_per_step']} directions), delta {budget['delta']:g}, lr "
+                f"{budget['step_size']:g}, on {budget['images']} images = "
+                f"{100 * budget['fraction_of_uesato2018']:.3g}% of Uesato et al. (2018)")
+    return f"Square {budget['queries']} queries on {budget['images']} images"
+
+
+def _all_robust(outcomes: dict[str, Outcome], names: list[str], m: int) -> torch.Tensor:
+    """Per sample over the first ``m`` images: robust to every run in ``names`` that covered it."""
+    flags = torch.ones(m, dtype=torch.bool)
+    for name in names:
+        r = outcomes[name].robust[:m]
+        flags[: r.numel()] &= r
+    return flags
+
+
+def _gradient_free(runner: AttackRunner, opts: AdversarialOptions, m: int,
+                   whitebox_names: list[str], checks: list[dict]) -> dict:
+    """SPSA (and Square from the package) on the first ``m`` images, each compared per sample with
+    every white-box PGD at ε (CE and margin loss: the margin is what SPSA and Square optimize, so CE
+    alone would let them "beat" it without any masking)."""
     record: dict[str, Any] = {}
     if m == 0 or not (opts.spsa or opts.square):
         return record
-    margin_pgd = PGD(eps=opts.eps, step_size=opts.pgd20_step_size, steps=opts.pgd20_steps,
-                     norm="linf", objective=Margin(), bn_mode=opts.bn_mode, autocast=ctx.autocast)
-    audits["pgd_margin"] = ref = _attack_set(ctx, margin_pgd, "pgd_margin", m, opts.eps, "linf")
-    whitebox = whitebox[:m] & ref.robust
-    record["pgd_margin"] = _summary(ref, eps=opts.eps, norm="linf", steps=opts.pgd20_steps,
-                                    step_size=opts.pgd20_step_size)
+    ctx, budgets = runner.ctx, gradient_free_budgets(opts, m)
+    attacks: dict[str, Attack] = {}
     if opts.spsa:
         attacks["spsa"] = SPSA(eps=opts.eps, norm="linf", steps=opts.spsa_steps,
                                samples=opts.spsa_samples, step_size=opts.spsa_step_size,
@@ -213,72 +242,53 @@ def _gradient_free(ctx: EvalContext, opts: AdversarialOptions, m: int, whitebox:
                                        batch_size=ctx.batch_size, bn_mode=opts.bn_mode,
                                        autocast=ctx.autocast)
     elif opts.square:
-        record["square"] = {"skipped": True, "reason": why}
+        record["square"] = {"skipped": True, "reason": why, "budget": budgets["square"]}
+    whitebox = _all_robust(runner.outcomes, whitebox_names, m)
     for name, attack in attacks.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AutoAttackWarning)  # judged by our own check below
-            audits[name] = out = _attack_set(ctx, attack, name, m, opts.eps, "linf")
-        check = masking_check(name, whitebox, out.robust, opts.masking_tolerance)
+            out = runner.run(name, attack, m, opts.eps, "linf")
+        check = masking_check(name, whitebox, out.robust, opts.masking_tolerance,
+                              budget_text(name, budgets[name]))
+        check["budget"] = budgets[name]
         checks.append(check)
-        record[name] = _summary(out, whitebox_robust_accuracy=float(whitebox.float().mean()),
-                                broken_only_by_this=check["broken_only_by_gradient_free"])
+        record[name] = _summary(out, whitebox_robust_accuracy=int(whitebox.sum()) / m,
+                                broken_only_by_this=check["broken_only_by_gradient_free"],
+                                budget=budgets[name], check_passed=check["passed"])
     return record
 
 
-def masking_check(name: str, whitebox_robust: torch.Tensor, gradient_free_robust: torch.Tensor,
-                  tolerance: float) -> dict:
-    """Gradient-masking check: points robust to every white-box attack (bool ``[m]``) but broken by
-    the gradient-free attack ``name`` (bool ``[m]``) must be at most ``floor(tolerance * m)``."""
-    m = int(whitebox_robust.numel())
-    only = int((whitebox_robust & ~gradient_free_robust).sum())
-    allowed = math.floor(tolerance * m)
-    passed = only <= allowed
-    detail = (f"{only} of {m} points survive every white-box attack but not {name} (allowed "
-              f"{allowed}); robust accuracy white-box {whitebox_robust.float().mean():.3f}, "
-              f"{name} {gradient_free_robust.float().mean():.3f}")
-    if not passed:
-        detail = "possible gradient masking: " + detail
-    return {"name": f"gradient_masking_{name}", "passed": passed, "detail": detail,
-            "broken_only_by_gradient_free": only}
+def _at_eps(outcomes: dict[str, Outcome], eps: float) -> list[str]:
+    """Names of the ℓ∞ attack runs at radius ``eps`` (the clean pass excluded)."""
+    return [k for k, o in outcomes.items() if k != "clean" and o.norm == "linf"
+            and math.isclose(o.eps, eps, rel_tol=1e-9, abs_tol=1e-12)]
 
 
-def monotone_check(name: str, labels: list[str], counts: list[int], tolerance: int) -> dict:
-    """Robust counts along a sequence of ever stronger attacks may rise by at most ``tolerance``."""
-    rises = [f"{labels[i]} -> {labels[i + 1]}: +{counts[i + 1] - counts[i]}"
-             for i in range(len(counts) - 1) if counts[i + 1] - counts[i] > tolerance]
-    detail = ("robust counts " + ", ".join(f"{a}: {c}" for a, c in zip(labels, counts))
-              + (f"; rises above {tolerance} sample(s): " + "; ".join(rises) if rises else ""))
-    return {"name": name, "passed": not rises, "detail": detail}
+def worst_case(outcomes: dict[str, Outcome], clean: Outcome, eps: float
+               ) -> tuple[torch.Tensor, list[str], dict[str, int]]:
+    """Per-sample worst case over the clean pass and every ℓ∞ run at ``eps``: ``(robust flags
+    [n], the runs, {run: points only it broke})``. Runs on a subset count on their images only."""
+    names = _at_eps(outcomes, eps)
+    n = clean.n
+    broken = torch.zeros(n, dtype=torch.long)
+    for name in names:
+        r = outcomes[name].robust[:n]
+        broken[: r.numel()] += (~r).long()
+    robust = clean.robust & (broken == 0)
+    only = {}
+    for name in names:
+        r = outcomes[name].robust[:n]
+        only[name] = int((clean.robust[: r.numel()] & ~r & (broken[: r.numel()] == 1)).sum())
+    return robust, names, only
 
 
-def _eps0_check(norm: str, sweep: dict, clean: _Outcome, n: int) -> dict | None:
-    if 0.0 not in sweep["eps"]:
-        return None
-    count = sweep["robust_count"][sweep["eps"].index(0.0)]
-    expected = int(clean.robust[:n].sum())
-    return {"name": f"eps0_is_clean_{norm}", "passed": count == expected,
-            "detail": f"{count} correct at eps=0 vs {expected} clean on the same {n} images"}
-
-
-def _ball_check(audits: dict[str, _Outcome]) -> dict:
-    bad = {k: v for k, v in audits.items() if v.violations}
-    worst = max((v.max_excess for v in audits.values()), default=0.0)
-    detail = (f"{len(audits)} attack runs audited; largest distance beyond the eps-ball or [0, 1]: "
-              f"{max(worst, 0.0):.3g} (float32 rounding tolerance {BALL_ATOL:g} per coordinate)"
-              + ("; violations: " + ", ".join(f"{k}: {v.violations}" for k, v in bad.items())
-                 if bad else ""))
-    return {"name": "in_ball_and_range", "passed": not bad, "detail": detail}
-
-
-def _eps_label(eps: float, norm: str) -> str:
-    return f"{eps * 255:.3g}/255" if norm == "linf" else f"{eps:.4g}"
-
-
-def _sanity_checks(opts: AdversarialOptions, clean: _Outcome, pgd20: _Outcome, pgd100: _Outcome,
-                   sweeps: dict[str, dict]) -> list[dict]:
+def _sanity_checks(opts: AdversarialOptions, runner: AttackRunner, clean: Outcome,
+                   sweeps: dict[str, dict], n: int) -> list[dict]:
+    """Checks that need no extra attack: ε = 0, monotonicity, CE vs margin, unbounded, randomness."""
+    out = runner.outcomes
     checks: list[dict] = []
     for norm, sweep in sweeps.items():
-        eps0 = _eps0_check(norm, sweep, clean, sweep["n"])
+        eps0 = eps0_check(norm, sweep, clean)
         if eps0 is not None:
             checks.append(eps0)
         order = sorted(range(len(sweep["eps"])), key=lambda i: sweep["eps"][i])
@@ -287,66 +297,76 @@ def _sanity_checks(opts: AdversarialOptions, clean: _Outcome, pgd20: _Outcome, p
             [sweep["robust_count"][i] for i in order], opts.monotone_tolerance))
     checks.append(monotone_check(
         "monotone_steps", [f"PGD-{opts.pgd20_steps}", f"PGD-{opts.pgd100_steps}"],
-        [int(pgd20.robust.sum()), int(pgd100.robust.sum())], opts.monotone_tolerance))
+        [int(out["pgd20"].robust.sum()), int(out["pgd100"].robust.sum())], opts.monotone_tolerance))
+    checks.append(loss_agreement_check(out["pgd20"].robust & out["pgd100"].robust,
+                                       out["pgd_margin"].robust, opts.loss_agreement_tolerance))
+    if "unbounded" in out:
+        checks.append(unbounded_check(out["unbounded"], opts.unbounded_tolerance))
+    if n:
+        checks.append(randomness_check(runner.output_variation(n), opts.eot_samples, opts.reruns))
     return checks
 
 
-def _pgd_at_eps(ctx: EvalContext, opts: AdversarialOptions, n: int,
-                audits: dict[str, _Outcome]) -> dict[str, dict]:
-    """PGD-20 and PGD-100 at ε (Hendrycks et al. 2019 evaluation), outcomes stored in ``audits``."""
-    record = {}
-    for key, steps, step in (("pgd20", opts.pgd20_steps, opts.pgd20_step_size),
-                             ("pgd100", opts.pgd100_steps, opts.pgd100_step_size)):
-        attack = PGD(eps=opts.eps, step_size=step, steps=steps, norm="linf",
-                     bn_mode=opts.bn_mode, autocast=ctx.autocast)
-        audits[key] = out = _attack_set(ctx, attack, key, n, opts.eps, "linf")
-        record[key] = _summary(out, eps=opts.eps, norm="linf", steps=steps, step_size=step)
-    return record
+def _eps_label(eps: float, norm: str) -> str:
+    return f"{eps * 255:.3g}/255" if norm == "linf" else f"{eps:.4g}"
+
+
+def _run_all(runner: AttackRunner, opts: AdversarialOptions, n: int, notes: list[str]) -> dict:
+    """Every attack run and check of the suite, in order; returns the record's middle part."""
+    n_sweep = min(opts.sweep_images or n, n)
+    clean = runner.run("clean", None, n, 0.0, "linf")
+    attacks = _pgd_at_eps(runner, opts, n)
+    attacks["autoattack"] = _run_autoattack(runner, opts, n, notes)
+    sweeps = {norm: _sweep(runner, opts, norm, eps_list, n_sweep)
+              for norm, eps_list in (("linf", opts.sweep_linf), ("l2", opts.sweep_l2)) if eps_list}
+    unbounded = _unbounded(runner, opts, n)
+    if unbounded is not None:
+        attacks["unbounded"] = unbounded
+    checks = _sanity_checks(opts, runner, clean, sweeps, n)
+    whitebox = [k for k in _at_eps(runner.outcomes, opts.eps)
+                if k in WHITEBOX_AT_EPS or k.startswith("sweep_")]
+    gradient_free = _gradient_free(runner, opts, min(opts.gradient_free_images, n), whitebox,
+                                   checks)
+    checks.append(ball_check(runner.outcomes))
+    return {"clean": clean, "attacks": attacks, "sweeps": sweeps, "gradient_free": gradient_free,
+            "checks": checks}
 
 
 @SUITES.register("adversarial")
 def adversarial_suite(ctx: EvalContext, **options: Any) -> dict:
-    """Robust accuracy under PGD-20/PGD-100/AutoAttack, ε sweeps and sanity checks (JSON-safe).
+    """Robust accuracy under PGD-20/PGD-100/margin PGD/AutoAttack/SPSA/Square, the per-sample worst
+    case over all of them at ε, ε sweeps and sanity checks (JSON-safe record, see docs/attacks.md).
 
-    The model is attacked in ``bn_mode`` and evaluated in eval mode; every module's train/eval
-    flag is restored afterwards.
+    The model is attacked in ``bn_mode`` with running statistics frozen and evaluated in eval mode;
+    its state and every module's train/eval flag are the same afterwards.
     """
     opts = from_dict(AdversarialOptions, options, "adversarial")
     n = min(opts.max_images, len(ctx.labels))
     if n == 0:
         raise ConfigError("adversarial suite: the test set has no images to attack")
-    n_sweep = min(opts.sweep_images or n, n)
     saved_modes = [(mod, mod.training) for mod in ctx.model.modules()]
     ctx.model.eval()
-    audits: dict[str, _Outcome] = {}
     notes: list[str] = []
+    runner = AttackRunner(ctx, opts.reruns)
     try:
-        clean = _attack_set(ctx, None, "clean", n, 0.0, "linf")
-        attacks = _pgd_at_eps(ctx, opts, n, audits)
-        attacks["autoattack"] = _run_autoattack(ctx, opts, n, audits, notes)
-        sweeps = {norm: _sweep(ctx, opts, norm, eps_list, n_sweep, audits)
-                  for norm, eps_list in (("linf", opts.sweep_linf), ("l2", opts.sweep_l2))
-                  if eps_list}
-        checks = _sanity_checks(opts, clean, audits["pgd20"], audits["pgd100"], sweeps)
-        whitebox = audits["pgd20"].robust & audits["pgd100"].robust
-        gradient_free = _gradient_free(ctx, opts, min(opts.gradient_free_images, n), whitebox,
-                                       audits, checks)
-        checks.append(_ball_check(audits))
+        parts = _run_all(runner, opts, n, notes)
     finally:
         for mod, flag in saved_modes:
             mod.training = flag
-    worst_of = ["pgd20", "pgd100"] + (["autoattack"] if "autoattack" in audits else [])
-    worst = whitebox & audits["autoattack"].robust if "autoattack" in audits else whitebox
+    clean, checks = parts["clean"], parts["checks"]
+    worst, worst_of, only = worst_case(runner.outcomes, clean, opts.eps)
     notes += [c["detail"] for c in checks if not c["passed"]]
     return {
         "n": n, "eps": opts.eps, "norm": "linf",
-        "clean_accuracy": clean.accuracy,
-        "attacks": attacks,
+        "clean_accuracy": clean.mean_accuracy,  # averaged over the `reruns` passes
+        "clean_accuracy_every_pass": clean.accuracy,
+        "attacks": parts["attacks"],
         # per sample: robust only if it survives every attack at ε listed in worst_case_of
         "worst_case_robust_accuracy": float(worst.float().mean()) if n else None,
         "worst_case_of": worst_of,
-        "sweeps": sweeps,
-        "gradient_free": gradient_free,
+        "worst_case_broken_only_by": only,
+        "sweeps": parts["sweeps"],
+        "gradient_free": parts["gradient_free"],
         "sanity_checks": checks,
         "warnings": notes,
         "options": asdict(opts),

@@ -1,5 +1,8 @@
 """Report section for the ``adversarial`` suite: robust-accuracy table, overlaid ε-sweep curves
-(ℓ∞ and ℓ2) and the sanity checks of every run."""
+(ℓ∞ and ℓ2), the gradient-free checks with their budgets, and the sanity checks of every run.
+
+Alerts (shown in the report's first lines): runs evaluated without the AutoAttack package, and runs
+with failed sanity checks."""
 
 from __future__ import annotations
 
@@ -26,14 +29,51 @@ def _summary_table(runs: Sequence[tuple[str, dict]]) -> Table:
         steps = {k: rec.get("attacks", {}).get(k, {}).get("steps") for k in ("pgd20", "pgd100")}
         rows.append([name, rec.get("n"), pct(rec.get("clean_accuracy")),
                      _attack_cell(rec, "pgd20"), _attack_cell(rec, "pgd100"),
-                     _attack_cell(rec, "autoattack"), pct(rec.get("worst_case_robust_accuracy")),
+                     _attack_cell(rec, "pgd_margin"), _attack_cell(rec, "autoattack"),
+                     pct(rec.get("worst_case_robust_accuracy")),
                      f"{steps['pgd20']}/{steps['pgd100']}"])
     eps = runs[0][1].get("eps") if runs else None
     caption = ("Accuracy (%) on the first n test images, clean and under ℓ∞ attacks"
                + (f" at ε = {eps * 255:.3g}/255" if eps is not None else "")
-               + "; worst case = per image over all attacks at ε.")
-    return Table(["run", "n", "clean", "PGD-20", "PGD-100", "AutoAttack", "worst case",
-                  "PGD steps"], rows, caption)
+               + "; worst case = per image over every attack run at ε (SPSA and Square on the "
+               "gradient-free subset).")
+    return Table(["run", "n", "clean", "PGD-20", "PGD-100", "PGD-20 margin", "AutoAttack",
+                  "worst case", "PGD steps"], rows, caption)
+
+
+def _budget_cell(name: str, budget: dict | None) -> str:
+    if not budget:
+        return "–"
+    if name == "spsa":
+        return (f"{budget['steps']} steps x {budget['evaluations_per_step']} evaluations, "
+                f"δ {budget['delta']:g} ({100 * budget['fraction_of_uesato2018']:.3g}% of "
+                "Uesato et al.)")
+    return f"{budget['queries']} queries"
+
+
+def _gradient_free_table(runs: Sequence[tuple[str, dict]]) -> Table | None:
+    """Each gradient-free check with the budget it ran with: a pass is only as strong as that."""
+    rows = []
+    for name, rec in runs:
+        for attack, entry in rec.get("gradient_free", {}).items():
+            if attack == "pgd_margin":  # records before the worst-case change kept it here
+                continue
+            budget = entry.get("budget")
+            if entry.get("skipped"):
+                rows.append([name, attack, budget.get("images") if budget else "–",
+                             _budget_cell(attack, budget), "skipped", "–", "–", "–"])
+                continue
+            passed = entry.get("check_passed")
+            verdict = "–" if passed is None else "passed" if passed else "FAILED"
+            rows.append([name, attack, entry.get("n"), _budget_cell(attack, budget),
+                         pct(entry.get("robust_accuracy")),
+                         pct(entry.get("whitebox_robust_accuracy")),
+                         entry.get("broken_only_by_this"), verdict])
+    if not rows:
+        return None
+    return Table(["run", "attack", "images", "budget", "robust (%)", "white-box robust (%)",
+                  "broken only by it", "masking check"], rows,
+                 "Gradient-free checks and their budgets")
 
 
 def _sweep_figure(runs: Sequence[tuple[str, dict]], norm: str, path: Path) -> Path | None:
@@ -84,15 +124,23 @@ def adversarial_section(runs: Sequence[tuple[str, dict]], fig_dir: Path) -> Sect
     figures = [p for p in (_sweep_figure(runs, "linf", fig_dir / "adversarial_sweep_linf.png"),
                            _sweep_figure(runs, "l2", fig_dir / "adversarial_sweep_l2.png"))
                if p is not None]
-    notes = []
+    notes, alerts = [], []
     for name, rec in runs:
         aa = rec.get("attacks", {}).get("autoattack", {})
         if aa.get("skipped"):
             notes.append(f"{name}: AutoAttack skipped ({aa.get('reason')}).")
+        if aa.get("missing"):
+            alerts.append(f"{name}: AutoAttack was not run because the pyautoattack package is "
+                          "missing from this install; its robust accuracy comes from the suite's "
+                          "own attacks only.")
         failed = [c["name"] for c in rec.get("sanity_checks", []) if not c["passed"]]
         if failed:
             notes.append(f"{name}: failed sanity checks: {', '.join(failed)} — treat its robust "
                          "accuracy as an upper bound.")
+            alerts.append(f"{name}: adversarial sanity checks failed ({', '.join(failed)}); its "
+                          "robust accuracy may be an upper bound (see Adversarial robustness).")
     text = " ".join(notes) if notes else "All sanity checks passed."
-    tables = [_summary_table(runs), _autoattack_table(runs), _checks_table(runs)]
-    return Section("Adversarial robustness", text, [t for t in tables if t is not None], figures)
+    tables = [_summary_table(runs), _autoattack_table(runs), _gradient_free_table(runs),
+              _checks_table(runs)]
+    return Section("Adversarial robustness", text, [t for t in tables if t is not None], figures,
+                   alerts=alerts)

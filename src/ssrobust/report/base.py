@@ -48,6 +48,7 @@ class Section:
     text: str = ""
     tables: list[Table] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)  # PNG files inside the report folder
+    alerts: list[str] = field(default_factory=list)  # shown in the report's first lines
 
 
 def fmt(v: Any) -> str:

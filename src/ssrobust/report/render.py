@@ -213,6 +213,8 @@ def _task_forward(result: dict) -> str:
 
 def _markdown(title: str, intro: str, sections: list[Section], root: Path) -> str:
     parts = [f"# {title}", ""]
+    for alert in (a for s in sections for a in s.alerts):  # first: read before any number
+        parts += [f"**Warning:** {alert}", ""]
     if intro:
         parts += [intro, ""]
     for s in sections:
@@ -228,6 +230,7 @@ def _markdown(title: str, intro: str, sections: list[Section], root: Path) -> st
 
 def _html(title: str, intro: str, sections: list[Section], root: Path) -> str:
     body = [f"<h1>{html.escape(title)}</h1>"]
+    body += [f"<p><strong>Warning:</strong> {html.escape(a)}</p>" for s in sections for a in s.alerts]
     if intro:
         body.append(f"<p>{html.escape(intro)}</p>")
     for s in sections:

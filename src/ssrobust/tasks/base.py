@@ -59,6 +59,19 @@ class PretextTask(nn.Module):
              batch: TaskBatch) -> torch.Tensor:
         raise NotImplementedError
 
+    def per_sample_loss(self, features: torch.Tensor | None, clean_features: torch.Tensor,
+                        batch: TaskBatch) -> torch.Tensor:
+        """``[B]``: each clean image's own loss (the mean over its views, pixels and heads), so that
+        ``per_sample_loss(...).mean()`` equals :meth:`loss`. Attack objectives need it: a sample's
+        value must not depend on the other samples of the batch (PGD restarts, SPSA's best iterate)."""
+        raise NotImplementedError(f"pretext task {self.name!r} has no per-sample loss")
+
+
+def mean_per_image(values: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """``[k * B, ...]`` per-view values, view-major (row ``j * B + i`` belongs to image ``i``, as every
+    task stacks its views) -> ``[B]``: the mean over each image's views and remaining dimensions."""
+    return values.reshape(values.shape[0] // batch_size, batch_size, -1).mean(dim=(0, 2))
+
 
 def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
     """Instantiate a registered task; unknown options raise a TypeError naming the task."""
@@ -70,8 +83,8 @@ def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
 
 
 def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, PretextTask],
-                       generator: torch.Generator | None = None, joint: bool = True
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                       generator: torch.Generator | None = None, joint: bool = True,
+                       per_sample: bool = False) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Trunk forward of the clean batch and all task views, then every task's loss.
 
     Args:
@@ -81,8 +94,10 @@ def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, Prete
         joint: True: one concatenated forward (BatchNorm sees all views together). False: one
             forward for the clean batch and one per task with images (disjoint graphs; only the
             clean forward updates BatchNorm running statistics).
+        per_sample: return each task's :meth:`~PretextTask.per_sample_loss` ``[B]`` instead of
+            its scalar loss.
     Returns:
-        ``(clean_features [B, D], {task name: scalar loss})``.
+        ``(clean_features [B, D], {task name: scalar loss, or [B] with per_sample})``.
     """
     batches = {name: task.prepare(x, generator) for name, task in tasks.items()}
     views = [b.inputs for b in batches.values() if b.inputs is not None]
@@ -98,7 +113,8 @@ def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, Prete
     it = iter(view_feats)
     for name, task in tasks.items():
         b = batches[name]
-        losses[name] = task.loss(next(it) if b.inputs is not None else None, clean, b)
+        loss_fn = task.per_sample_loss if per_sample else task.loss
+        losses[name] = loss_fn(next(it) if b.inputs is not None else None, clean, b)
     return clean, losses
 
 

@@ -67,3 +67,10 @@ class Colorization(PretextTask):
         # Channels 0..bins-1 are the a* classes, bins..2*bins-1 the b* classes (Kim, Fig. 3).
         logits = logits.view(b, 2, self.bins, h, w).flatten(0, 1)  # [2B, bins, H, W]
         return F.cross_entropy(logits, batch.targets.flatten(0, 1))
+
+    def per_sample_loss(self, features, clean_features, batch):
+        logits = at_least_float32(self.decoder(features))
+        b, _, h, w = logits.shape
+        logits = logits.view(b, 2, self.bins, h, w).flatten(0, 1)  # [2B, bins, H, W], image-major
+        ce = F.cross_entropy(logits, batch.targets.flatten(0, 1), reduction="none")
+        return ce.reshape(b, -1).mean(dim=1)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, mean_per_image
 from .decoder import KIM_DECODER_CHANNELS, TransposedConvDecoder, at_least_float32, check_image_size
 
 
@@ -68,3 +68,8 @@ class BlurredImageReconstruction(PretextTask):
     def loss(self, features, clean_features, batch):
         recon = at_least_float32(self.decoder(features))
         return self.mse_scale * F.mse_loss(recon, batch.targets.to(recon.dtype))
+
+    def per_sample_loss(self, features, clean_features, batch):
+        recon = at_least_float32(self.decoder(features))
+        err = F.mse_loss(recon, batch.targets.to(recon.dtype), reduction="none")
+        return self.mse_scale * mean_per_image(err, clean_features.shape[0])

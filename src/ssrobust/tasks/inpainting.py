@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.base import CIFAR_MEAN
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, mean_per_image
 from .decoder import TransposedConvDecoder, at_least_float32
 
 
@@ -63,3 +63,8 @@ class Inpainting(PretextTask):
     def loss(self, features, clean_features, batch):
         pred = at_least_float32(self.decoder(features))
         return self.mse_scale * F.mse_loss(pred, batch.targets.to(pred.dtype))
+
+    def per_sample_loss(self, features, clean_features, batch):
+        pred = at_least_float32(self.decoder(features))
+        err = F.mse_loss(pred, batch.targets.to(pred.dtype), reduction="none")
+        return self.mse_scale * mean_per_image(err, clean_features.shape[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, mean_per_image
 from .decoder import KIM_DECODER_CHANNELS, TransposedConvDecoder, at_least_float32, check_image_size
 
 
@@ -35,3 +35,8 @@ class ImageReconstruction(PretextTask):
     def loss(self, features, clean_features, batch):
         recon = at_least_float32(self.decoder(clean_features))
         return self.mse_scale * F.mse_loss(recon, batch.targets.to(recon.dtype))
+
+    def per_sample_loss(self, features, clean_features, batch):
+        recon = at_least_float32(self.decoder(clean_features))
+        err = F.mse_loss(recon, batch.targets.to(recon.dtype), reduction="none")
+        return self.mse_scale * mean_per_image(err, clean_features.shape[0])

@@ -45,3 +45,6 @@ class ChannelPermutationPrediction(PretextTask):
 
     def loss(self, features, clean_features, batch):
         return F.cross_entropy(at_least_float32(self.head(features)), batch.targets)
+
+    def per_sample_loss(self, features, clean_features, batch):
+        return F.cross_entropy(at_least_float32(self.head(features)), batch.targets, reduction="none")

@@ -79,27 +79,45 @@ class RotationPrediction(PretextTask):
         if not self.separate_clean:  # the 0-degree copies are the first m clean images
             labels = torch.cat([torch.zeros(m, dtype=torch.long, device=x.device), labels])
             clean_rows = slice(0, m)
-        return TaskBatch(imgs, labels, {"clean_rows": clean_rows})
+        image = torch.arange(m, device=x.device).repeat(4)  # k-major: prediction j*m+i is of image i
+        return TaskBatch(imgs, labels, {"clean_rows": clean_rows, "image_index": image})
 
     def _prepare_one(self, xs: torch.Tensor, generator: torch.Generator | None) -> TaskBatch:
         """One rotation ``k_i`` per image; targets are ``[k of the clean-shared images (all 0),
         k of the forwarded views]``, matching the order :meth:`loss` concatenates features in."""
         ks = torch.randint(0, 4, (xs.shape[0],), generator=generator, device=xs.device)
         if self.separate_clean:
-            return TaskBatch(rotate_each(xs, ks), ks, {"clean_rows": None})
+            return TaskBatch(rotate_each(xs, ks), ks,
+                             {"clean_rows": None, "image_index": torch.arange(len(ks), device=xs.device)})
         clean_idx = (ks == 0).nonzero().flatten()
         view_idx = (ks != 0).nonzero().flatten()
         imgs = rotate_each(xs[view_idx], ks[view_idx]) if len(view_idx) else None
-        return TaskBatch(imgs, torch.cat([ks[clean_idx], ks[view_idx]]), {"clean_rows": clean_idx})
+        return TaskBatch(imgs, torch.cat([ks[clean_idx], ks[view_idx]]),
+                         {"clean_rows": clean_idx, "image_index": torch.cat([clean_idx, view_idx])})
 
-    def loss(self, features, clean_features, batch):
+    def _predictions(self, features, clean_features, batch) -> torch.Tensor:
+        """Rotation logits in the order of ``batch.targets``."""
         rows = batch.extra.get("clean_rows")  # which clean features serve as 0-degree predictions
         parts = [] if rows is None else [clean_features[rows]]
         if features is not None:
             parts.append(features)
         f = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return at_least_float32(self.head(f))
+
+    def loss(self, features, clean_features, batch):
         # Mean over all predictions == 1/4 sum over rotations of the per-rotation mean CE (mode all).
-        return F.cross_entropy(at_least_float32(self.head(f)), batch.targets)
+        return F.cross_entropy(self._predictions(features, clean_features, batch), batch.targets)
+
+    def per_sample_loss(self, features, clean_features, batch):
+        """``[B]``: each image's mean CE over its rotations. With ``fraction < 1`` the images outside
+        the subset get 0 and those inside are scaled by ``B / m``, so the mean still equals :meth:`loss`."""
+        ce = F.cross_entropy(self._predictions(features, clean_features, batch), batch.targets,
+                             reduction="none")
+        b, image = clean_features.shape[0], batch.extra["image_index"]
+        sums = torch.zeros(b, dtype=ce.dtype, device=ce.device).index_add_(0, image, ce)
+        counts = torch.zeros(b, dtype=ce.dtype, device=ce.device).index_add_(0, image, torch.ones_like(ce))
+        seen = counts > 0
+        return torch.where(seen, sums / counts.clamp_min(1), torch.zeros_like(sums)) * (b / int(seen.sum()))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         """Rotation logits ``[N, 4]`` for pooled features (used by OOD scores)."""

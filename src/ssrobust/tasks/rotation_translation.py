@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ood.transforms import NUM_TRANSFORMS, geometric_transforms, transform_per_sample, transform_table
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, mean_per_image
 
 MODES = ("rotations", "random", "all")
 
@@ -78,6 +78,15 @@ class RotationTranslationPrediction(PretextTask):
         r, v, h = batch.targets
         lr, lv, lh = (z.float() for z in self.logits(features))
         return (F.cross_entropy(lr, r) + F.cross_entropy(lv, v) + F.cross_entropy(lh, h)) / 3.0
+
+    def per_sample_loss(self, features: torch.Tensor | None, clean_features: torch.Tensor,
+                        batch: TaskBatch) -> torch.Tensor:
+        assert features is not None
+        r, v, h = batch.targets
+        lr, lv, lh = (z.float() for z in self.logits(features))
+        per_view = (F.cross_entropy(lr, r, reduction="none") + F.cross_entropy(lv, v, reduction="none")
+                    + F.cross_entropy(lh, h, reduction="none")) / 3.0
+        return mean_per_image(per_view, clean_features.shape[0])  # every mode stacks views t-major
 
 
 def oe_uniform_loss(logits_r: torch.Tensor, logits_v: torch.Tensor, logits_h: torch.Tensor

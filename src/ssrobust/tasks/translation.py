@@ -62,3 +62,8 @@ class TranslationPrediction(PretextTask):
         ly, lx = batch.targets
         return 0.5 * (F.cross_entropy(at_least_float32(self.head_y(features)), ly)
                       + F.cross_entropy(at_least_float32(self.head_x(features)), lx))
+
+    def per_sample_loss(self, features, clean_features, batch):
+        ly, lx = batch.targets
+        return 0.5 * (F.cross_entropy(at_least_float32(self.head_y(features)), ly, reduction="none")
+                      + F.cross_entropy(at_least_float32(self.head_x(features)), lx, reduction="none"))

@@ -60,8 +60,8 @@ class TradesKLPlusTasks(Objective):
     """KL(p(x) ‖ p(x_adv)) + λ·Σ_t L_t(x_adv): the TRADES attack with the pretext-task losses added
     (Kucer et al.'s "SS in the attack" for TRADES). One :func:`forward_with_tasks` pass per step
     gives both terms. ``weight`` is one λ or ``{task: λ}``; task views are re-drawn from ``seed``
-    at every step so the attack maximizes one fixed function. Per-sample values: KL per sample
-    ``[B]`` plus the batch-mean task term (see :class:`~ssrobust.attacks.CrossEntropyPlusTasks`)."""
+    at every step so the attack maximizes one fixed function. Per-sample values: each sample's KL
+    plus its own task losses (see :class:`~ssrobust.attacks.CrossEntropyPlusTasks`)."""
 
     tasks: Mapping[str, PretextTask] = field(default_factory=dict)
     weight: SsWeight = 1.0
@@ -77,7 +77,7 @@ class TradesKLPlusTasks(Objective):
 
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
             gen = torch.Generator(device=x_adv.device).manual_seed(self.seed)
-            feats, losses = forward_with_tasks(model, x_adv, dict(self.tasks), gen)
+            feats, losses = forward_with_tasks(model, x_adv, dict(self.tasks), gen, per_sample=True)
             log_q = F.log_softmax(model.forward_head(feats).float(), dim=1)
             kl = F.kl_div(log_q, p_clean, reduction="none").sum(dim=1)
             return kl + sum(weights[k] * v.float() for k, v in losses.items())
