@@ -47,3 +47,23 @@ def test_a_samples_loss_does_not_depend_on_the_rest_of_the_batch(name: str):
                                per_sample=True)[1][name]
     torch.testing.assert_close(a[0], b[0], rtol=1e-10, atol=1e-12)
     assert not torch.allclose(a[1:], b[1:])  # the replaced images did change their own values
+
+
+@pytest.mark.parametrize("options", [{"rotations": "one"}, {"rotations": "one", "separate_clean": True},
+                                     {"fraction": 0.5}, {"rotations": "one", "fraction": 0.5}])
+def test_cheaper_rotation_variants_have_per_sample_losses_averaging_to_the_batch_loss(options):
+    """One rotation per image and the task on part of the batch: each image's value is its own
+    predictions' mean CE (0 outside the subset, the subset scaled by B/m), averaging to the loss."""
+    torch.manual_seed(0)
+    model = create_model("tiny", 10, width=8).double().eval()
+    task = build_task("rotation", model.num_features, **options).double().eval()
+    x = structured_images(6, seed=4).double()
+    with torch.no_grad():
+        _, batch = forward_with_tasks(model, x, {"rotation": task}, torch.Generator().manual_seed(2))
+        _, each = forward_with_tasks(model, x, {"rotation": task}, torch.Generator().manual_seed(2),
+                                     per_sample=True)
+    each = each["rotation"]
+    assert each.shape == (6,)
+    torch.testing.assert_close(each.mean(), batch["rotation"], rtol=1e-10, atol=1e-12)
+    if options.get("fraction") == 0.5:
+        assert torch.all(each[3:] == 0) and torch.all(each[:3] > 0)
