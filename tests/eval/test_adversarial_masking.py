@@ -5,6 +5,8 @@ report's first lines."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from masking_models import KINDS, MaskedLinear, labelled_images
@@ -45,7 +47,9 @@ def evaluate(model: torch.nn.Module, installed: bool, monkeypatch, **over) -> di
     images, labels = labelled_images(MaskedLinear(None))
     ctx = EvalContext(model=model, images=images, labels=labels, batch_size=16, progress=False,
                       class_names=[str(i) for i in range(10)])
-    with torch.random.fork_rng():
+    said = (contextlib.nullcontext() if installed
+            else pytest.warns(UserWarning, match="AutoAttack was not run"))
+    with torch.random.fork_rng(), said:
         torch.manual_seed(0)
         return SUITES.get("adversarial")(ctx, **{**OPTIONS, **over})
 
