@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError, DataError
 from ..locking import DirLock
 from ..paths import make_dir
@@ -28,7 +29,7 @@ FORMAT = "ssrobust-corruptions/1"
 def _versions() -> dict[str, str]:
     import PIL
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"ssrobust": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "pillow": PIL.__version__, "python": platform.python_version()}
@@ -169,7 +170,5 @@ def _publish(out: Path, fnames: list[str], manifest: dict) -> dict:
     for fname in fnames:
         os.replace(out / f"{fname}{PARTIAL}", out / fname)
     manifest = {**manifest, "files": files}
-    tmp = out / f"{MANIFEST}{PARTIAL}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))  # last: the folder is complete
     return manifest

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..registry import Registry
+from ..runs.precision import autocast_context
 
 SUITES: Registry = Registry("evaluation suite")
 
@@ -50,8 +51,6 @@ class EvalContext:
             yield x, labels[i: i + self.batch_size].to(self.device)
 
     def autocast(self):
-        from ..train.precision import autocast_context
-
         return autocast_context(self.device, self.precision)
 
 

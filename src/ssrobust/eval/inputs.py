@@ -1,4 +1,4 @@
-"""Validation of the images, labels and model handed to :func:`~ssrobust.eval.runner.evaluate_model`.
+"""Validation of the images, labels and model handed to :func:`~ssrobust.eval.evaluate.evaluate_model`.
 
 The suites read images as ``[N, H, W, 3]`` batches: uint8 in 0..255 (divided by 255 on the device)
 or float in [0, 1] (used as given). Anything else is a one-line :class:`DataError` (bad data) or

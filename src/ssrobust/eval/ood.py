@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..ood.datasets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
+from ..data.ood_sets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
 # ImageSetConfig and read_image_path are re-exported here for existing imports.
-from ..ood.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
+from ..data.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
 from ..ood.metrics import METRIC_KEYS, metrics, roc_points
 from ..ood.scores import OODScore, build_score, check_tasks, score_images, uint8_to_float
 from .base import SUITES, EvalContext

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .datasets import split_classes
+from ..data.ood_sets import split_classes
 from .metrics import METRIC_KEYS, metrics, upgrade_metrics
 from .scores import OODScore, build_score, score_images
 

@@ -33,9 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import PGD, CrossEntropy, CrossEntropyPlusTasks, Objective, TradesKL
+from ..attacks import PGD, CrossEntropy, Objective, TradesKL
 from ..errors import ConfigError
 from ..tasks.base import PretextTask, forward_with_tasks
+from ..tasks.objectives import CrossEntropyPlusTasks
 from ..typedconfig import check_number
 from .strategies import STRATEGIES, EpochCheck, StepOutput, Strategy
 
@@ -61,7 +62,7 @@ class TradesKLPlusTasks(Objective):
     (Kucer et al.'s "SS in the attack" for TRADES). One :func:`forward_with_tasks` pass per step
     gives both terms. ``weight`` is one λ or ``{task: λ}``; task views are re-drawn from ``seed``
     at every step so the attack maximizes one fixed function. Per-sample values: each sample's KL
-    plus its own task losses (see :class:`~ssrobust.attacks.CrossEntropyPlusTasks`)."""
+    plus its own task losses (see :class:`~ssrobust.tasks.objectives.CrossEntropyPlusTasks`)."""
 
     tasks: Mapping[str, PretextTask] = field(default_factory=dict)
     weight: SsWeight = 1.0
