@@ -51,3 +51,18 @@ def test_importing_a_component_does_not_load_the_trainer():
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_api_names_stay_callable_after_their_subpackages_are_imported(monkeypatch):
+    """``ssrobust.train`` / ``ssrobust.report`` are subpackages and API functions: importing the
+    subpackage (lazy root) must not turn ``ssrobust.train(...)`` into an error."""
+    import ssrobust
+    import ssrobust.api as api
+    import ssrobust.report.render  # noqa: F401
+    import ssrobust.train.trainer  # noqa: F401
+
+    monkeypatch.setattr(api, "train", lambda *a, **k: ("train", a, k))
+    monkeypatch.setattr(api, "report", lambda *a, **k: ("report", a, k))
+    assert ssrobust.train("cfg.yaml", epochs=1) == ("train", ("cfg.yaml",), {"epochs": 1})
+    assert ssrobust.report(["run"], out="r") == ("report", (["run"],), {"out": "r"})
+    assert ssrobust.evaluate is api.evaluate and ssrobust.__version__

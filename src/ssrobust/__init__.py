@@ -30,15 +30,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class _Package(types.ModuleType):
+class _CallableSubpackage(types.ModuleType):
     """``ssrobust.train`` and ``ssrobust.report`` name both an API function and a subpackage.
-    Importing a subpackage sets it as an attribute of its parent; refusing that for the API names
-    keeps ``ssrobust.train(...)`` the function whatever was imported before (``import
-    ssrobust.train.trainer`` and ``from ssrobust.train import fit`` go through ``sys.modules``)."""
+    Once the subpackage is imported it is the attribute (so ``import ssrobust.report.render as r``
+    works), and calling it calls the API function (so ``ssrobust.train(...)`` keeps working)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        api = importlib.import_module(".api", __name__)
+        return getattr(api, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
+
+
+class _Package(types.ModuleType):
+    """The package root: gives its subpackages named like API functions a ``__call__``."""
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _API and isinstance(value, types.ModuleType):
-            return
+        if name in _API and type(value) is types.ModuleType:
+            value.__class__ = _CallableSubpackage
         super().__setattr__(name, value)
 
 

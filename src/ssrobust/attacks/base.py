@@ -51,11 +51,7 @@ class Attack(Protocol):
 
 def build_attack(name: str, **options: object) -> Attack:
     """Instantiate a registered attack; unknown options raise a TypeError naming the attack."""
-    cls = ATTACKS.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"attack {name!r}: {e}") from None
+    return ATTACKS.build(name, **options)
 
 
 # --------------------------------------------------------------------------- validation, modes

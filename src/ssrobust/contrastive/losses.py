@@ -149,8 +149,4 @@ class SupConLoss(ContrastiveLoss):
 
 def build_contrastive_loss(name: str, **options: object) -> ContrastiveLoss:
     """A registered loss by name (``nt_xent``, ``sup_con``); unknown names list the known ones."""
-    cls = CONTRASTIVE_LOSSES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"contrastive loss {name!r}: {e}") from None
+    return CONTRASTIVE_LOSSES.build(name, **options)

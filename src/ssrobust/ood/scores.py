@@ -251,11 +251,7 @@ class RotationTranslationScore(OODScore):
 
 def build_score(name: str, **options: Any) -> OODScore:
     """Instantiate a registered score; unknown options raise a ConfigError naming the score."""
-    cls = OOD_SCORES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise ConfigError(f"OOD score {name!r}: {e}") from None
+    return OOD_SCORES.build(name, **options)
 
 
 def check_tasks(scores: Mapping[str, OODScore], tasks: Mapping[str, nn.Module]) -> None:

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.base import create_model
+from ..errors import ComponentError
+from ..models.base import MODELS
 from ..tasks.base import build_task, forward_with_tasks
 from .checkpoint import load_checkpoint, load_state_strict
 from .config import RunConfig
@@ -54,10 +55,11 @@ class Network(nn.Module):
 
 def build_network(cfg: RunConfig, num_classes: int) -> Network:
     """The configured backbone with ``num_classes`` outputs and one head per configured task."""
+    constructor = MODELS.get(cfg.model.name)
     try:
-        model = create_model(cfg.model.name, num_classes, **cfg.model.kwargs)
-    except TypeError as e:
-        raise TypeError(f"model {cfg.model.name!r} with kwargs {cfg.model.kwargs}: {e}") from None
+        model = constructor(num_classes=num_classes, **cfg.model.kwargs)
+    except TypeError as e:  # name the config key, not only the constructor
+        raise ComponentError(f"model {cfg.model.name!r} with kwargs {cfg.model.kwargs}: {e}") from None
     tasks = {name: build_task(name, model.num_features, **cfg.task_options.get(name, {}))
              for name in cfg.task_weights()}
     return Network(model, tasks)

@@ -75,11 +75,7 @@ def mean_per_image(values: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
     """Instantiate a registered task; unknown options raise a TypeError naming the task."""
-    cls = TASKS.get(name)
-    try:
-        return cls(num_features=num_features, **options)
-    except TypeError as e:
-        raise TypeError(f"pretext task {name!r}: {e}") from None
+    return TASKS.build(name, num_features=num_features, **options)
 
 
 def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, PretextTask],

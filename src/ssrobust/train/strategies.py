@@ -78,12 +78,9 @@ class Standard(Strategy):
         return StepOutput(logits, main, aux)
 
 
-def build_strategy(name: str, **options) -> Strategy:
-    cls = STRATEGIES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"strategy {name!r}: {e}") from None
+def build_strategy(name: str, **options: Any) -> Strategy:
+    """A registered strategy (``STRATEGIES.build``)."""
+    return STRATEGIES.build(name, **options)
 
 
 def no_classifier_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

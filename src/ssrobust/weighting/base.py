@@ -89,8 +89,5 @@ class FixedWeighting(Weighting):
 
 
 def build_weighting(name: str, weights: dict[str, float], **options: Any) -> Weighting:
-    cls = WEIGHTINGS.get(name)
-    try:
-        return cls(weights, **options)
-    except TypeError as e:
-        raise TypeError(f"weighting {name!r}: {e}") from None
+    """A registered weighting of the tasks' ``weights`` (``WEIGHTINGS.build``)."""
+    return WEIGHTINGS.build(name, weights, **options)
