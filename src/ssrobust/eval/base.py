@@ -39,7 +39,7 @@ class EvalContext:
     progress: bool = True
     train_images: Any = None  # some suites (one-class, OOD fitting) need training data
     train_labels: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # read by `ood`: "ood_sets", "held_out_images"
 
     def batches(self, images: Any | None = None, labels: torch.Tensor | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

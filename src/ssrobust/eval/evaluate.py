@@ -90,10 +90,9 @@ def evaluate_network(run_dir: Path, cfg: RunConfig, net: Network, splits, device
     test = splits.test
     if cfg.eval.max_images is not None:
         test = test.subset(torch.arange(min(cfg.eval.max_images, len(test))).numpy())
-    extra: dict[str, Any] = {"test_extras": test.extras}
+    extra: dict[str, Any] = {}
     if splits.held_out is not None:  # data.classes: the other classes' test images (OOD for `ood`)
-        extra.update(held_out_images=splits.held_out.images,
-                     held_out_labels=torch.as_tensor(splits.held_out.labels))
+        extra["held_out_images"] = splits.held_out.images
     model = with_tta(net.model, cfg.eval.tta)
     ctx = EvalContext(model=model, images=test.images, labels=torch.as_tensor(test.labels),
                       class_names=list(splits.class_names), device=device,

@@ -35,7 +35,7 @@ from ..runs.splits import load_splits
 from ..errors import ConfigError
 from ..paths import make_dir
 from ..registry import Registry
-from ..runs.config import ComponentConfig, RunConfig
+from ..runs.config import ComponentConfig, RunConfig, parse_task_specs
 from ..runs.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
 from ..label_noise.correction import estimate_corruption_matrix, estimate_forward_matrix
@@ -131,7 +131,7 @@ def _run_config(base: RunConfig, name: str, out_dir: Path, *, tasks: list[str],
         strategy=strategy, data=dataclasses.replace(base.data, label_noise=noise),
         eval=dataclasses.replace(ev, suites=suites, options=options),
         task_options={k: v for k, v in base.task_options.items()
-                      if k in {t.partition(":")[0].strip() for t in tasks}})
+                      if k in {spec.name for spec in parse_task_specs(tasks)}})
 
 
 def _pretrain(base: RunConfig, out_dir: Path, settings: SweepSettings) -> str | None:

@@ -31,7 +31,8 @@ from ..data.base import DatasetSplits
 from ..runs.splits import load_splits
 from ..errors import ConfigError
 from ..paths import make_dir
-from ..runs.config import ComponentConfig, RunConfig
+from ..runs.config import ComponentConfig, RunConfig, parse_task_specs
+from ..tasks.base import declared_scores
 from ..runs.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
 from ..ood.metrics import METRIC_KEYS, metrics, upgrade_metrics
@@ -41,7 +42,6 @@ SWEEP_FILE = "sweep.json"
 OCSVM_LABEL = "OC-SVM"
 # Table 3's names for the one-class scores of the network's tasks.
 SCORE_LABELS = {"rotation_translation": "ours", "rotnet": "RotNet"}
-_TASK_SCORES = {"rotation_translation": "rotation_translation", "rotation": "rotnet"}
 _STRATEGIES = ("standard", "ss_only", "one_class_oe")
 
 
@@ -106,8 +106,8 @@ def ocsvm_metrics(train_images: np.ndarray, images_in: np.ndarray, images_out: n
 
 
 def _task_scores(tasks: Sequence[str]) -> list[str]:
-    names = [t.partition(":")[0].strip() for t in tasks]
-    scores = [_TASK_SCORES[t] for t in names if t in _TASK_SCORES]
+    names = [spec.name for spec in parse_task_specs(tasks)]
+    scores = declared_scores(names, "one_class_scores")
     if not scores:
         raise ConfigError(f"one-class runs need a rotation_translation (or rotation) task; tasks are "
                           f"{', '.join(names) or 'none'}")
@@ -139,7 +139,7 @@ def class_run_config(base: RunConfig, c: int, out_dir: str | Path, oe: bool) -> 
     options = {k: v for k, v in base.eval.options.items() if k in suites}
     options["ood"] = ood
     strategy = base.strategy if oe else ComponentConfig("ss_only")
-    names = {t.partition(":")[0].strip() for t in tasks}
+    names = {spec.name for spec in parse_task_specs(tasks)}
     return dataclasses.replace(
         base, name=f"class_{c}" + ("_oe" if oe else ""), out_dir=str(out_dir), tasks=tasks,
         data=dataclasses.replace(base.data, classes=[int(c)]), strategy=strategy,

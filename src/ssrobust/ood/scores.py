@@ -39,15 +39,16 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..tasks.base import TASKS, PretextTask
 from ..tasks.rotation import rotate_batch
 from .transforms import NUM_TRANSFORMS, geometric_transforms, transform_table
 
 OOD_SCORES: Registry = Registry("OOD score")
 
-# What a score may need beyond logits/features, and the pretext task that provides it.
+# What a score may need beyond logits/features; the task whose head provides it says so in
+# ``PretextTask.provides``.
 NEEDS_ROTATION = "rotation"
 NEEDS_GEOMETRIC = "geometric"
-_TASK_FOR_NEED = {NEEDS_ROTATION: "rotation", NEEDS_GEOMETRIC: "rotation_translation"}
 
 
 @dataclass
@@ -80,12 +81,26 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
             m.train(mode)
 
 
+def _provider(tasks: Mapping[str, nn.Module], need: str) -> nn.Module | None:
+    """The task of ``tasks`` that declares it provides ``need`` (``PretextTask.provides``)."""
+    for name, module in tasks.items():
+        cls = type(module) if isinstance(module, PretextTask) else (TASKS.get(name) if name in TASKS else None)
+        if need in getattr(cls, "provides", ()):
+            return module
+    return None
+
+
+def _missing(tasks: Mapping[str, nn.Module], need: str, who: str) -> ConfigError:
+    providers = " or ".join(repr(n) for n in TASKS.names() if need in TASKS.get(n).provides)
+    have = ", ".join(sorted(tasks)) or "(none)"
+    return ConfigError(f"{who} needs the {providers} pretext task; the model has: {have}")
+
+
 def _task(tasks: Mapping[str, nn.Module], need: str) -> nn.Module:
-    name = _TASK_FOR_NEED[need]
-    if name not in tasks:
-        have = ", ".join(sorted(tasks)) or "(none)"
-        raise ConfigError(f"this OOD score needs the {name!r} pretext task; the model has: {have}")
-    return tasks[name]
+    task = _provider(tasks, need)
+    if task is None:
+        raise _missing(tasks, need, "this OOD score")
+    return task
 
 
 def _features(model: nn.Module, imgs: torch.Tensor, chunk: int, autocast: Callable) -> torch.Tensor:
@@ -258,10 +273,8 @@ def check_tasks(scores: Mapping[str, OODScore], tasks: Mapping[str, nn.Module]) 
     """Raise a ConfigError before any work if a score needs a pretext task the model lacks."""
     for name, s in scores.items():
         for need in s.needs:
-            if _TASK_FOR_NEED[need] not in tasks:
-                have = ", ".join(sorted(tasks)) or "(none)"
-                raise ConfigError(f"OOD score {name!r} needs the {_TASK_FOR_NEED[need]!r} pretext "
-                                  f"task; the model has: {have}")
+            if _provider(tasks, need) is None:
+                raise _missing(tasks, need, f"OOD score {name!r}")
 
 
 def score_batch(model: nn.Module, x: torch.Tensor, tasks: Mapping[str, nn.Module],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 from ..data.base import DataConfig
 from ..errors import ConfigError
@@ -38,6 +38,34 @@ class AveragingConfig:
 
 
 TASK_FORWARDS = ("auto", "joint", "separate")
+DEFAULT_TASK_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One entry of ``RunConfig.tasks``: ``"rotation:0.5"`` -> ``TaskSpec("rotation", 0.5)``."""
+
+    name: str
+    weight: float = DEFAULT_TASK_WEIGHT
+
+
+def parse_task_specs(specs: Sequence[str]) -> list[TaskSpec]:
+    """The one parser of ``name`` / ``name:weight`` task strings (weight 0.5 when omitted); a bad,
+    empty or repeated entry is a one-line ConfigError naming it."""
+    out: list[TaskSpec] = []
+    for spec in specs:
+        name, _, w = spec.partition(":")
+        name = name.strip()
+        try:
+            weight = float(w) if w else DEFAULT_TASK_WEIGHT
+        except ValueError:
+            raise ConfigError(f"tasks: {spec!r} is not of the form name or name:weight") from None
+        if not math.isfinite(weight):
+            raise ConfigError(f"tasks: the weight in {spec!r} must be a finite number")
+        if not name or name in {t.name for t in out}:
+            raise ConfigError(f"tasks: {spec!r} is empty or repeated")
+        out.append(TaskSpec(name, weight))
+    return out
 
 
 @dataclass
@@ -162,17 +190,5 @@ class RunConfig:
                               f"{', '.join(self.task_weights()) or 'none'}")
 
     def task_weights(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for spec in self.tasks:
-            name, _, w = spec.partition(":")
-            name = name.strip()
-            try:
-                weight = float(w) if w else 0.5
-            except ValueError:
-                raise ConfigError(f"tasks: {spec!r} is not of the form name or name:weight") from None
-            if not math.isfinite(weight):
-                raise ConfigError(f"tasks: the weight in {spec!r} must be a finite number")
-            if not name or name in out:
-                raise ConfigError(f"tasks: {spec!r} is empty or repeated")
-            out[name] = weight
-        return out
+        """``{task name: weight}`` of ``tasks`` (see :func:`parse_task_specs`)."""
+        return {spec.name: spec.weight for spec in parse_task_specs(self.tasks)}

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks.objectives import OBJECTIVES, Objective
+from ..errors import ConfigError
 from .base import PretextTask, forward_with_tasks
 
 
-def _task_term(model: nn.Module, x_adv: torch.Tensor, tasks: Mapping[str, PretextTask],
+def task_term(model: nn.Module, x_adv: torch.Tensor, tasks: Mapping[str, PretextTask],
                weights: Mapping[str, float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One :func:`forward_with_tasks` pass: ``(clean-view features [B, D], Σ_t λ_t L_t [B])``, each
     sample's own task losses (:meth:`~ssrobust.tasks.base.PretextTask.per_sample_loss`).
@@ -35,11 +36,14 @@ def _task_term(model: nn.Module, x_adv: torch.Tensor, tasks: Mapping[str, Pretex
     return feats, total
 
 
-def _weights(tasks: Mapping[str, PretextTask], weight: float | Mapping[str, float]) -> dict[str, float]:
+def per_task_weights(tasks: Mapping[str, PretextTask], weight: float | Mapping[str, float],
+                     what: str = "the attack objective") -> dict[str, float]:
+    """``{task: λ}`` from one λ for all tasks or a ``{task: λ}`` mapping that must cover every task
+    (``what`` names the setting in the error)."""
     if isinstance(weight, Mapping):
         missing = sorted(set(tasks) - set(weight))
         if missing:
-            raise ValueError(f"no attack weight for task(s) {', '.join(missing)}")
+            raise ConfigError(f"{what} has no weight for task(s) {', '.join(missing)}")
         return {k: float(weight[k]) for k in tasks}
     return {k: float(weight) for k in tasks}
 
@@ -65,10 +69,10 @@ class CrossEntropyPlusTasks(Objective):
         return list(self.tasks.values())
 
     def bind(self, model, x_clean, y):
-        weights = _weights(self.tasks, self.weight)
+        weights = per_task_weights(self.tasks, self.weight)
 
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
-            feats, task_loss = _task_term(model, x_adv, self.tasks, weights, self.seed)
+            feats, task_loss = task_term(model, x_adv, self.tasks, weights, self.seed)
             if not self.with_ce:
                 return task_loss
             return F.cross_entropy(model.forward_head(feats).float(), y, reduction="none") + task_loss

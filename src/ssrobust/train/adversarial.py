@@ -35,8 +35,8 @@ from torch import nn
 
 from ..attacks import PGD, CrossEntropy, Objective, TradesKL
 from ..errors import ConfigError
-from ..tasks.base import PretextTask, forward_with_tasks
-from ..tasks.objectives import CrossEntropyPlusTasks
+from ..tasks.base import PretextTask
+from ..tasks.objectives import CrossEntropyPlusTasks, per_task_weights, task_term
 from ..typedconfig import check_number
 from .strategies import STRATEGIES, EpochCheck, StepOutput, Strategy
 
@@ -46,15 +46,6 @@ SsWeight = float | Mapping[str, float]
 
 
 # --------------------------------------------------------------------------- objectives, losses
-
-def _per_task(tasks: Mapping[str, PretextTask], weight: SsWeight) -> dict[str, float]:
-    if isinstance(weight, Mapping):
-        missing = sorted(set(tasks) - set(weight))
-        if missing:
-            raise ConfigError(f"attack_ss_weight has no weight for task(s) {', '.join(missing)}")
-        return {k: float(weight[k]) for k in tasks}
-    return {k: float(weight) for k in tasks}
-
 
 @dataclass(frozen=True)
 class TradesKLPlusTasks(Objective):
@@ -72,16 +63,15 @@ class TradesKLPlusTasks(Objective):
         return list(self.tasks.values())
 
     def bind(self, model, x_clean, y):
-        weights = _per_task(self.tasks, self.weight)
+        weights = per_task_weights(self.tasks, self.weight, "attack_ss_weight")
         with torch.no_grad():
             p_clean = F.softmax(model(x_clean).float(), dim=1)
 
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
-            gen = torch.Generator(device=x_adv.device).manual_seed(self.seed)
-            feats, losses = forward_with_tasks(model, x_adv, dict(self.tasks), gen, per_sample=True)
+            feats, task_loss = task_term(model, x_adv, self.tasks, weights, self.seed)
             log_q = F.log_softmax(model.forward_head(feats).float(), dim=1)
             kl = F.kl_div(log_q, p_clean, reduction="none").sum(dim=1)
-            return kl + sum(weights[k] * v.float() for k, v in losses.items())
+            return kl + task_loss
 
         return loss
 

@@ -25,7 +25,7 @@ class StepOutput:
     logits: torch.Tensor             # [B, K] for the labelled batch (training accuracy)
     main_loss: torch.Tensor
     aux_losses: dict[str, torch.Tensor]
-    inputs: torch.Tensor | None = None  # the images the losses were computed on, if not the batch
+    inputs: torch.Tensor | None = None  # the images the losses were computed on, if not the batch (x_adv)
 
 
 @dataclass
