@@ -27,6 +27,17 @@ def command(name: str):
     return deco
 
 
+def _config_from_args(args: Sequence[str]):
+    """The one parser of ``[CONFIG.yaml] key=value ...`` arguments (train and the sweeps): at most
+    one YAML file, any number of dotted overrides, into a ``RunConfig``."""
+    from .api import make_config
+
+    cfg_path = [x for x in args if "=" not in x]
+    if len(cfg_path) > 1:
+        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
+    return make_config(cfg_path[0] if cfg_path else None, [x for x in args if "=" in x])
+
+
 def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("args", nargs="*", metavar="[CONFIG.yaml] key=value",
                    help="a YAML preset (e.g. configs/cpu/rotation.yaml) and/or dotted overrides")
@@ -36,13 +47,10 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
 
 @command("train")(_setup_train)
 def _train(a: argparse.Namespace) -> int:
-    from .api import make_config, train_config
+    from .api import train_config
     from .runs.rundir import config_yaml
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     if a.print_config:
         print(config_yaml(cfg), end="")
         return 0
@@ -188,14 +196,10 @@ def _setup_noise_sweep(p: argparse.ArgumentParser) -> None:
 @command("noise-sweep")(_setup_noise_sweep)
 def _noise_sweep(a: argparse.Namespace) -> int:
     """Label-corruption sweep: one run per method and strength, then a report."""
-    from .api import make_config
     from .experiments.label_noise import SweepSettings, run_sweep, sweep_report
     from .label_noise.sweep import strengths
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     values = strengths() if a.strengths == "all" else [float(s) for s in a.strengths.split(",") if s]
     settings = SweepSettings(pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs)
     sweep = run_sweep(cfg, [m for m in a.methods.split(",") if m], values, a.out, settings)
@@ -218,13 +222,9 @@ def _setup_one_class(p: argparse.ArgumentParser) -> None:
 @command("one-class")(_setup_one_class)
 def _one_class(a: argparse.Namespace) -> int:
     """One-class OOD sweep: one run per class, the per-class AUROC table and a report."""
-    from .api import make_config
     from .experiments.one_class import one_class_report, run_one_class_sweep
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     classes = None if a.classes == "all" else [int(c) for c in a.classes.split(",") if c]
     sweep = run_one_class_sweep(cfg, classes, a.out, oe=a.oe, ocsvm=not a.no_ocsvm)
     if sweep["ocsvm"].get("skipped"):

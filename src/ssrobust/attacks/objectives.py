@@ -16,8 +16,8 @@ when :mod:`ssrobust.tasks` is imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Callable, Literal, Mapping
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F

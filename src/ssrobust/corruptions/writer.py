@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..atomic import write_text_atomic
 from ..errors import ConfigError, DataError
+from ..images import unit_float
 from ..locking import DirLock
 from ..paths import make_dir
 from .base import CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt, to_uint8_like_official
@@ -59,7 +60,7 @@ def _write_rows(path: Path, images: np.ndarray, name: str, k: int, sev: int, see
     for block, start in enumerate(range(0, n, batch_size)):
         stop = min(start + batch_size, n)
         x = torch.from_numpy(np.array(images[start:stop])).to(device)  # a writable copy of the block
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = unit_float(x.permute(0, 3, 1, 2))
         y = corrupt(x, name, sev, block_generator(seed, name, sev, block), param_set=param_set)
         mm[k * n + start: k * n + stop] = to_uint8_like_official(y).permute(0, 2, 3, 1).cpu().numpy()
         if bar is not None:

@@ -20,7 +20,6 @@ quantized to uint8 by rounding (``round(255 x)``).
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import DataError
 from ..registry import Registry
+from ..seeds import derived_seed
 
 # name -> fn(n, size, generator) -> float [n, H, W, 3] in [0, 1]
 SYNTHETIC_OOD: Registry = Registry("synthetic OOD set")
@@ -133,4 +133,4 @@ def split_classes(labels: Any, in_classes: Iterable[int]) -> tuple[Any, Any]:
 
 def default_seed(name: str, base_seed: int) -> int:
     """A per-set seed so different synthetic sets never share a random stream for one base seed."""
-    return (base_seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 63)
+    return derived_seed(base_seed, name)

@@ -25,6 +25,8 @@ from ..corruptions import (BENCHMARK, NAMES, SEVERITIES, block_generator, corrup
 from ..corruptions.folder import MANIFEST, CorruptedFolder
 from ..corruptions.mce import add_mce
 from ..errors import ConfigError, DataError
+from ..images import unit_float
+from ..modes import eval_mode
 from .base import SUITES, EvalContext, predict, to_float_images
 
 
@@ -43,7 +45,7 @@ def _on_the_fly(ctx: EvalContext, images: Any, labels: torch.Tensor, name: str, 
         x = to_float_images(images[start: start + ctx.batch_size], ctx.device)
         x = corrupt(x, name, severity, block_generator(ctx.seed, name, severity, block), param_set=param_set)
         if quantize:
-            x = to_uint8_like_official(x).float().div_(255.0)
+            x = unit_float(to_uint8_like_official(x))
         yield x, labels[start: start + ctx.batch_size].to(ctx.device)
 
 
@@ -86,16 +88,12 @@ def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
     if severities is not None and (not severities or any(s not in SEVERITIES for s in severities)):
         raise ConfigError(f"corruptions.severities must be values in 1..5; got {severities}")
     model = ctx.model
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if folder is not None:
             record = _from_folder(ctx, folder, names, severities, max_images, verify)
         else:
             record = _from_engine(ctx, list(names or NAMES), severities or list(SEVERITIES), max_images,
                                   param_set, quantize)
-    finally:
-        model.train(was_training)
     if baseline is not None:
         record = add_mce(record, _load_record(baseline))
     return record

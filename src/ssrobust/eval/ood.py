@@ -22,7 +22,8 @@ from ..data.ood_sets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood
 # ImageSetConfig and read_image_path are re-exported here for existing imports.
 from ..data.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
 from ..ood.metrics import METRIC_KEYS, metrics, roc_points
-from ..ood.scores import OODScore, build_score, check_tasks, score_images, uint8_to_float
+from ..images import to_float_images
+from ..ood.scores import OODScore, build_score, check_tasks, score_images
 from ..tasks.base import declared_scores
 from .base import SUITES, EvalContext
 
@@ -96,7 +97,7 @@ def _fit_scores(ctx: EvalContext, scores: Mapping[str, OODScore]) -> None:
 
     def batches() -> Iterator[torch.Tensor]:
         for i in range(0, len(ctx.train_images), ctx.batch_size):
-            yield uint8_to_float(ctx.train_images[i: i + ctx.batch_size], ctx.device)
+            yield to_float_images(ctx.train_images[i: i + ctx.batch_size], ctx.device)
 
     for s in to_fit:
         s.fit(ctx.model, batches(), ctx.tasks)

@@ -28,9 +28,9 @@ scales the sum by a constant and leaves every metric unchanged).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..images import to_float_images
+from ..modes import eval_mode
 from ..registry import Registry
 from ..tasks.base import TASKS, PretextTask
 from ..tasks.rotation import rotate_batch
@@ -66,19 +68,6 @@ class ScoreInputs:
     rotation_logits: torch.Tensor | None = None
     geometric_logits: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     geometric_labels: torch.Tensor | None = None
-
-
-@contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Put modules in eval mode and restore each one's previous mode afterwards."""
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
 
 
 def _provider(tasks: Mapping[str, nn.Module], need: str) -> nn.Module | None:
@@ -286,14 +275,6 @@ def score_batch(model: nn.Module, x: torch.Tensor, tasks: Mapping[str, nn.Module
     return {name: s.from_inputs(inputs) for name, s in scores.items()}
 
 
-def uint8_to_float(batch: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[b, H, W, 3]`` (numpy or tensor) -> float ``[b, 3, H, W]`` in [0, 1] on ``device``;
-    float input (``evaluate_model`` accepts images in [0, 1]) is used as given, not divided."""
-    t = torch.as_tensor(batch)
-    x = t.to(device).permute(0, 3, 1, 2).to(torch.float32, copy=True)
-    return x if t.is_floating_point() else x.div_(255.0)
-
-
 def score_images(model: nn.Module, images: Any, tasks: Mapping[str, nn.Module],
                  scores: Mapping[str, OODScore], batch_size: int = 256,
                  device: torch.device | None = None, autocast: Callable = nullcontext
@@ -303,7 +284,7 @@ def score_images(model: nn.Module, images: Any, tasks: Mapping[str, nn.Module],
     device = device or next(model.parameters()).device
     out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
     for i in range(0, len(images), batch_size):
-        x = uint8_to_float(images[i: i + batch_size], device)
+        x = to_float_images(images[i: i + batch_size], device)
         for name, s in score_batch(model, x, tasks, scores, autocast).items():
             out[name].append(s.detach().to("cpu", torch.float64).numpy())
     return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in out.items()}

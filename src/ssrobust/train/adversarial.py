@@ -35,6 +35,8 @@ from torch import nn
 
 from ..attacks import PGD, CrossEntropy, Objective, TradesKL
 from ..errors import ConfigError
+from ..images import unit_float
+from ..modes import eval_mode
 from ..tasks.base import PretextTask
 from ..tasks.objectives import CrossEntropyPlusTasks, per_task_weights, task_term
 from ..typedconfig import check_number
@@ -319,14 +321,9 @@ def robust_accuracy(model: nn.Module, attack: PGD, held_out: tuple[torch.Tensor,
                     autocast) -> float:
     """Accuracy of ``model`` (eval mode; mode restored) on ``attack``'s examples of the first ``n``
     held-out images (uint8 ``[N, 3, H, W]``, labels ``[N]``), from a fixed random start."""
-    x = held_out[0][:n].float().div_(255.0)
+    x = unit_float(held_out[0][:n])
     y = held_out[1][:n]
     gen = torch.Generator(device=x.device).manual_seed(20_200_112)  # the same start every epoch
-    was = model.training
-    try:
-        x_adv = replace(attack, autocast=autocast)(model, x, y, gen)
-        model.eval()
-        with torch.no_grad(), autocast():
-            return float((model(x_adv).float().argmax(1) == y).float().mean())
-    finally:
-        model.train(was)
+    x_adv = replace(attack, autocast=autocast)(model, x, y, gen)  # the attack restores the modes
+    with eval_mode(model), torch.no_grad(), autocast():
+        return float((model(x_adv).float().argmax(1) == y).float().mean())

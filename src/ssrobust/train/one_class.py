@@ -29,6 +29,7 @@ from torch import nn
 
 from ..data.augment import apply_crop_flip, sample_crop_flip
 from ..errors import ConfigError
+from ..images import unit_float
 from ..tasks.base import PretextTask, TaskBatch, forward_with_tasks
 from ..tasks.rotation_translation import oe_uniform_loss
 from .strategies import STRATEGIES, StepOutput, Strategy, no_classifier_loss
@@ -109,7 +110,7 @@ class OneClassOutlierExposure(Strategy):
         g = torch.Generator().manual_seed(seed)
         b = self.batch_size or like.shape[0]
         idx = torch.randint(0, images.shape[0], (b,), generator=g).to(images.device)
-        x = images[idx].float().div_(255.0)
+        x = unit_float(images[idx])
         return apply_crop_flip(x, sample_crop_flip(b, generator=g)) if self.augment else x
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor,

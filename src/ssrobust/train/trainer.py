@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 from .. import distributed as dist
 from ..data.base import DatasetSplits
 from ..errors import CheckpointError, DivergenceError
+from ..images import unit_float
+from ..modes import eval_mode
 from ..runs.checkpoint import load_checkpoint, load_state_strict, save_atomic
 from ..runs.config import RunConfig
 from ..runs.device import resolve_device
@@ -25,10 +27,11 @@ from ..runs.network import Network
 from ..runs.precision import Precision
 from ..runs.rundir import CHECKPOINT, MODEL, read_metrics
 from ..runs.runstart import RunStart
+from ..seeds import epoch_seed
 from ..weighting.base import StepContext
 from .averaging import WeightAveraging
 from .recipe import apply_threads
-from .session import Session, TrainState, setup
+from .session import Session, setup
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0) -> float:
@@ -41,7 +44,7 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0) 
 
 def _seed_epoch(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
     """Everything random in an epoch derives from (seed, epoch, rank): exact resume at epoch bounds."""
-    base = (seed * 1_000_003 + epoch) * 1_009 + rank
+    base = epoch_seed(seed, epoch) * 1_009 + rank
     torch.manual_seed(base)  # dropout and other global-RNG users
     return torch.Generator(device=device).manual_seed(base + 7)
 
@@ -50,16 +53,14 @@ def _seed_epoch(seed: int, epoch: int, rank: int, device: torch.device) -> torch
 def accuracy_on(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch: int,
                 autocast) -> tuple[float, float]:
     """Accuracy and mean CE of ``model`` on device-resident uint8 images [N,3,H,W]."""
-    was = model.training
-    model.eval()
     correct, loss = 0, 0.0
-    for i in range(0, len(labels), batch):
-        x = images[i: i + batch].float().div_(255.0)
-        with autocast():
-            logits = model(x).float()
-        correct += int((logits.argmax(1) == labels[i: i + batch]).sum())
-        loss += float(nn.functional.cross_entropy(logits, labels[i: i + batch], reduction="sum"))
-    model.train(was)
+    with eval_mode(model):
+        for i in range(0, len(labels), batch):
+            x = unit_float(images[i: i + batch])
+            with autocast():
+                logits = model(x).float()
+            correct += int((logits.argmax(1) == labels[i: i + batch]).sum())
+            loss += float(nn.functional.cross_entropy(logits, labels[i: i + batch], reduction="sum"))
     return correct / len(labels), loss / len(labels)
 
 
@@ -277,7 +278,7 @@ def _validation_sampler(val, generator: torch.Generator):
 
     def sample(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(val[1]), (n,), generator=generator).to(val[1].device)
-        return val[0][idx].float().div_(255.0), val[1][idx]
+        return unit_float(val[0][idx]), val[1][idx]
 
     return sample
 
