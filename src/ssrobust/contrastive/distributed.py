@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from ..distributed import is_distributed, rank, world_size  # noqa: F401  (re-used here)
+from ..distributed import is_distributed, world_size
 
 
 class _GatherWithGrad(torch.autograd.Function):

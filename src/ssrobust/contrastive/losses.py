@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import rank
 from ..registry import Registry
-from .distributed import gather_no_grad, gather_with_grad, rank
+from .distributed import gather_no_grad, gather_with_grad
 
 Reduction = Literal["mean", "none"]
 CONTRASTIVE_LOSSES: Registry = Registry("contrastive loss")

@@ -19,8 +19,7 @@ import torch
 
 from ..errors import ConfigError
 from ..data.ood_sets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
-# ImageSetConfig and read_image_path are re-exported here for existing imports.
-from ..data.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
+from ..data.image_sets import image_set_config, load_image_set
 from ..ood.metrics import METRIC_KEYS, metrics, roc_points
 from ..images import to_float_images
 from ..ood.scores import OODScore, build_score, check_tasks, score_images

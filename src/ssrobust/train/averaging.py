@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..runs.config import AVERAGING_KINDS, AveragingConfig  # noqa: F401  (the config lives with RunConfig)
+from ..runs.config import AveragingConfig  # the config lives with RunConfig
 
 class WeightAveraging:
     """The shadow weights of one run (``total_steps``: optimizer steps of the whole run)."""
