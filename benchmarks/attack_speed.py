@@ -40,8 +40,8 @@ import torch
 from ssrobust.attacks import PGD
 from ssrobust.models import create_model
 from ssrobust.tasks.base import build_task
-from ssrobust.train.network import Network
-from ssrobust.train.precision import autocast_context
+from ssrobust.runs.network import Network
+from ssrobust.runs.precision import autocast_context
 from ssrobust.train.strategies import build_strategy
 
 

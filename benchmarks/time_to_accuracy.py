@@ -40,12 +40,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssrobust.api import make_config
 from ssrobust.data.base import DatasetSplits, load_splits
 from ssrobust.data.loader import to_device_uint8
-from ssrobust.train.checkpoint import load_checkpoint
-from ssrobust.train.config import RunConfig
-from ssrobust.train.loop import accuracy_on, build_network, fit
-from ssrobust.train.precision import autocast_context
+from ssrobust.runs.checkpoint import load_checkpoint
+from ssrobust.runs.config import RunConfig
+from ssrobust.experiments.run import train_and_evaluate as fit
+from ssrobust.runs.network import build_network
+from ssrobust.train.trainer import accuracy_on
+from ssrobust.runs.precision import autocast_context
 from ssrobust.train.recipe import apply_threads, init_model_from_data, resolve_channels_last
-from ssrobust.train.rundir import CHECKPOINT, RESULTS, read_metrics
+from ssrobust.runs.rundir import CHECKPOINT, RESULTS, read_metrics
 from ssrobust.train.strategies import build_strategy
 
 HERE = Path(__file__).resolve().parent

@@ -32,8 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ssrobust.models import create_model
 from ssrobust.tasks import build_task, rotate_batch
-from ssrobust.train.network import Network
-from ssrobust.train.precision import cpu_has_fast_bf16, resolve_precision
+from ssrobust.runs.network import Network
+from ssrobust.runs.precision import cpu_has_fast_bf16, resolve_precision
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:

@@ -81,7 +81,7 @@ def run_one(name: str, args: list[str], out: Path) -> tuple[str, float, int]:
 def _same_config(run_dir: Path, preset: str, overrides: list[str]) -> bool:
     """Whether a finished run was trained with the preset and overrides as they resolve now."""
     from ssrobust.api import make_config
-    from ssrobust.train.rundir import same_config
+    from ssrobust.runs.rundir import same_config
 
     return same_config((run_dir / "config.yaml").read_text(), make_config(ROOT / preset, overrides))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .train.config import RunConfig
+from .runs.config import RunConfig
 from .typedconfig import apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -41,9 +41,14 @@ def _yaml_value(v: Any) -> str:
 def train(config: str | Path | dict | RunConfig | None = None, overrides: Sequence[str] = (),
           overwrite: bool = False, **fields: Any) -> Path:
     """Train (or resume) a run and evaluate it; returns its run directory."""
-    from .train.loop import fit
+    return train_config(make_config(config, overrides, **fields), overwrite=overwrite)
 
-    return fit(make_config(config, overrides, **fields), overwrite=overwrite)
+
+def train_config(cfg: RunConfig, overwrite: bool = False) -> Path:
+    """:func:`train` for a built :class:`RunConfig`: train, then evaluate into ``results.json``."""
+    from .experiments.run import train_and_evaluate
+
+    return train_and_evaluate(cfg, overwrite=overwrite)
 
 
 def evaluate(run_dir: str | Path, suites: Sequence[str] | None = None,
@@ -51,7 +56,7 @@ def evaluate(run_dir: str | Path, suites: Sequence[str] | None = None,
              verify: bool = True) -> dict:
     """Run evaluation suites on a finished run; updates and returns its ``results.json``.
     ``verify=False`` skips the sha256 check of -C folders that have a ``manifest.json``."""
-    from .eval.runner import evaluate_run
+    from .eval.evaluate import evaluate_run
 
     return evaluate_run(run_dir, suites, options, device, verify=verify)
 

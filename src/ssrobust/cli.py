@@ -27,6 +27,17 @@ def command(name: str):
     return deco
 
 
+def _config_from_args(args: Sequence[str]):
+    """The one parser of ``[CONFIG.yaml] key=value ...`` arguments (train and the sweeps): at most
+    one YAML file, any number of dotted overrides, into a ``RunConfig``."""
+    from .api import make_config
+
+    cfg_path = [x for x in args if "=" not in x]
+    if len(cfg_path) > 1:
+        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
+    return make_config(cfg_path[0] if cfg_path else None, [x for x in args if "=" in x])
+
+
 def _setup_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("args", nargs="*", metavar="[CONFIG.yaml] key=value",
                    help="a YAML preset (e.g. configs/cpu/rotation.yaml) and/or dotted overrides")
@@ -36,18 +47,14 @@ def _setup_train(p: argparse.ArgumentParser) -> None:
 
 @command("train")(_setup_train)
 def _train(a: argparse.Namespace) -> int:
-    from .api import make_config
-    from .train.loop import fit
-    from .train.rundir import config_yaml
+    from .api import train_config
+    from .runs.rundir import config_yaml
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     if a.print_config:
         print(config_yaml(cfg), end="")
         return 0
-    run = fit(cfg, overwrite=a.overwrite)
+    run = train_config(cfg, overwrite=a.overwrite)
     if (run / "results.json").exists():
         print(f"run finished: {run} (results in {run / 'results.json'})")
     return 0
@@ -140,7 +147,8 @@ def _corrupt(a: argparse.Namespace) -> int:
     """Write a dataset split in the official CIFAR-10-C layout with a checksum manifest."""
     from .corruptions import NAMES
     from .corruptions.writer import write_corrupted_dataset
-    from .data.base import DataConfig, load_splits
+    from .data.base import DataConfig
+    from .runs.splits import load_splits
     from .paths import check_folder_path
     from .typedconfig import apply_overrides, from_dict
 
@@ -165,7 +173,7 @@ def _setup_quickstart(p: argparse.ArgumentParser) -> None:
 
 @command("quickstart")(_setup_quickstart)
 def _quickstart(a: argparse.Namespace) -> int:
-    from .quickstart import quickstart
+    from .experiments.quickstart import quickstart
 
     out = quickstart(a.out, epochs=a.epochs, progress=not a.no_progress)
     print(f"report: {out / 'report.html'} (also {out / 'report.md'}, {out / 'results.json'})")
@@ -188,14 +196,10 @@ def _setup_noise_sweep(p: argparse.ArgumentParser) -> None:
 @command("noise-sweep")(_setup_noise_sweep)
 def _noise_sweep(a: argparse.Namespace) -> int:
     """Label-corruption sweep: one run per method and strength, then a report."""
-    from .api import make_config
-    from .noise.pipeline import SweepSettings, run_sweep, sweep_report
-    from .noise.sweep import strengths
+    from .experiments.label_noise import SweepSettings, run_sweep, sweep_report
+    from .label_noise.sweep import strengths
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     values = strengths() if a.strengths == "all" else [float(s) for s in a.strengths.split(",") if s]
     settings = SweepSettings(pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs)
     sweep = run_sweep(cfg, [m for m in a.methods.split(",") if m], values, a.out, settings)
@@ -218,13 +222,9 @@ def _setup_one_class(p: argparse.ArgumentParser) -> None:
 @command("one-class")(_setup_one_class)
 def _one_class(a: argparse.Namespace) -> int:
     """One-class OOD sweep: one run per class, the per-class AUROC table and a report."""
-    from .api import make_config
-    from .ood.one_class_sweep import one_class_report, run_one_class_sweep
+    from .experiments.one_class import one_class_report, run_one_class_sweep
 
-    cfg_path = [x for x in a.args if "=" not in x]
-    if len(cfg_path) > 1:
-        raise SsrobustError(f"expected at most one config file, got {', '.join(cfg_path)}")
-    cfg = make_config(cfg_path[0] if cfg_path else None, [x for x in a.args if "=" in x])
+    cfg = _config_from_args(a.args)
     classes = None if a.classes == "all" else [int(c) for c in a.classes.split(",") if c]
     sweep = run_one_class_sweep(cfg, classes, a.out, oe=a.oe, ocsvm=not a.no_ocsvm)
     if sweep["ocsvm"].get("skipped"):

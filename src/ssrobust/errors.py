@@ -9,6 +9,15 @@ class ConfigError(SsrobustError, ValueError):
     """A configuration key or value is wrong."""
 
 
+class ComponentError(ConfigError, KeyError, TypeError):
+    """An unknown component name or wrong options for a registered component (every
+    :class:`~ssrobust.registry.Registry`). Also a KeyError and a TypeError, the types these errors
+    had before there was one."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class DataError(SsrobustError, ValueError):
     """A dataset on disk is missing, malformed or inconsistent."""
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from ssrobust.attacks import ATTACKS, PGD, CrossEntropyPlusTasks, autoattack_available, build_attack
+from ssrobust.attacks import ATTACKS, PGD, autoattack_available, build_attack
 from ssrobust.attacks.base import ball_excess, ball_tolerance
 from ssrobust.tasks import RotationPrediction
+from ssrobust.tasks.objectives import CrossEntropyPlusTasks
 
 HAVE_AA, _ = autoattack_available()
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from attack_helpers import Linear
-from ssrobust.attacks import (OBJECTIVES, PGD, CrossEntropy, CrossEntropyPlusTasks, FeatureDistance,
-                              Margin, SelfSupervisedLoss, TradesKL)
+from ssrobust.attacks import (OBJECTIVES, PGD, CrossEntropy, FeatureDistance, Margin, TradesKL)
 from ssrobust.tasks import RotationPrediction, rotate_batch
+from ssrobust.tasks.objectives import CrossEntropyPlusTasks, SelfSupervisedLoss
 
 
 def two_pixel_model() -> Linear:

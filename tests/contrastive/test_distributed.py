@@ -11,7 +11,7 @@ import torch
 
 import ssrobust
 from ssrobust.contrastive import gather_with_grad, nt_xent, sup_con
-from ssrobust.contrastive.distributed import rank, world_size
+from ssrobust.distributed import rank, world_size
 
 WORKER = Path(__file__).with_name("ddp_gather_worker.py")
 sys.path.insert(0, str(WORKER.parent))

@@ -11,7 +11,7 @@ from _helpers import make_npz, tiny_run_config
 from ssrobust.api import make_config
 from ssrobust.data import DataConfig, load_splits
 from ssrobust.errors import ConfigError, DataError
-from ssrobust.train import fit
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 
 
 def _cfg(tmp_path, **kw) -> DataConfig:

@@ -17,7 +17,7 @@ import ssrobust.eval.corruptions  # noqa: E402,F401  (registration)
 import ssrobust.report.corruptions  # noqa: E402,F401
 from ssrobust.errors import ConfigError  # noqa: E402
 from ssrobust.eval.base import SUITES, EvalContext  # noqa: E402
-from ssrobust.eval.corruptions import add_mce  # noqa: E402
+from ssrobust.corruptions.mce import add_mce  # noqa: E402
 from ssrobust.report.base import SECTIONS  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from ssrobust.api import make_config
 from ssrobust.errors import ConfigError
 from ssrobust.eval.base import SUITES
 from ssrobust.models.tta import TestTimeAugmentation
-from ssrobust.train import fit
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 
 
 def test_every_suite_gets_the_tta_model_and_records_it(tmp_path, monkeypatch):

@@ -156,3 +156,21 @@ def test_trained_model_flags_shifted_data(trained_classifier) -> None:
         for n in ["rotation", "kl_rotation", "rotnet"]:
             assert s_in[n].mean() < s_out[n].mean(), (ood, n)
             assert metrics(s_in[n], s_out[n])["auroc_out_pos"] > 0.9, (ood, n)
+
+
+def test_tasks_declare_their_scores_whatever_name_they_run_under() -> None:
+    """The default scores and the task a score reads come from the task's declarations
+    (``ood_scores``, ``one_class_scores``, ``provides``), not from a map keyed on task names."""
+    from ssrobust.eval.ood import default_scores
+    from ssrobust.ood.one_class import default_one_class_scores
+    from ssrobust.ood.scores import check_tasks
+    from ssrobust.tasks import RotationPrediction
+
+    m, _ = _untrained()
+    mine = {"my_rotation": RotationPrediction(m.num_features)}  # not under the name "rotation"
+    assert default_scores(mine) == ["msp", "kl_uniform", "energy", "rotation", "kl_rotation"]
+    assert default_one_class_scores(mine) == ["rotnet"]
+    scores = {"rotnet": build_score("rotnet")}
+    check_tasks(scores, mine)  # the rotation head is found by what it provides
+    out = score_images(m, torch.zeros(2, 16, 16, 3, dtype=torch.uint8), mine, scores)
+    assert out["rotnet"].shape == (2,)

@@ -131,7 +131,7 @@ def test_summary_shows_the_resolved_task_forward(tmp_path):
     from _helpers import tiny_run_config
     from ssrobust.api import make_config
     from ssrobust.report import render_runs
-    from ssrobust.train import fit
+    from ssrobust.experiments.run import train_and_evaluate as fit
 
     runs = [fit(make_config(tiny_run_config(tmp_path, name=n, epochs=1, tasks=["rotation:0.5"],
                                             task_forward=mode, eval={"suites": ["clean"]})))

@@ -13,7 +13,7 @@ from ssrobust.cli import main
 from ssrobust.corruptions import BENCHMARK, NAMES, VALIDATION
 from ssrobust.errors import ConfigError, DataError
 from ssrobust.report.robustbench import robustbench_card, robustbench_cards
-from ssrobust.train import fit
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 
 
 def _corruption_accuracy() -> dict:

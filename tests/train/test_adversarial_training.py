@@ -20,8 +20,8 @@ from ssrobust.attacks import ball_excess, ball_tolerance
 from ssrobust.errors import ConfigError
 from ssrobust.models import create_model
 from ssrobust.tasks.base import build_task
-from ssrobust.train import fit
-from ssrobust.train.network import Network
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
+from ssrobust.runs.network import Network
 from ssrobust.train.strategies import build_strategy
 
 EPS = 8 / 255

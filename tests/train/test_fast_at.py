@@ -15,8 +15,9 @@ from ssrobust.api import make_config
 from ssrobust.attacks import ball_excess, ball_tolerance
 from ssrobust.errors import ConfigError
 from ssrobust.models import create_model
-from ssrobust.train import adversarial, fit
-from ssrobust.train.network import Network
+from ssrobust.experiments.run import train_and_evaluate as fit
+from ssrobust.train import adversarial
+from ssrobust.runs.network import Network
 from ssrobust.train.strategies import build_strategy
 
 EPS = 8 / 255

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ssrobust.api import make_config
-from ssrobust.train import fit
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 
 PRESETS = sorted((Path(__file__).resolve().parents[2] / "configs" / "cpu").glob("cifar10_fast*.yaml"))
 

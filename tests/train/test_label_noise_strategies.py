@@ -12,10 +12,10 @@ from _helpers import tiny_run_config
 from ssrobust.api import make_config
 from ssrobust.errors import CheckpointError, ConfigError
 from ssrobust.models import create_model
-from ssrobust.noise import GoldLossCorrection, flip_matrix, forward_corrected_loss, uniform_matrix
+from ssrobust.label_noise import GoldLossCorrection, flip_matrix, forward_corrected_loss, uniform_matrix
 from ssrobust.tasks import build_task
-from ssrobust.train import Network, fit
-from ssrobust.train.loop import init_from_run
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
+from ssrobust.runs.network import Network, init_from_run
 from ssrobust.train.strategies import build_strategy
 
 K = 3

@@ -15,7 +15,8 @@ from _helpers import tiny_run_config
 from ssrobust.api import make_config
 from ssrobust.cli import main
 from ssrobust.errors import ConfigError, DivergenceError
-from ssrobust.train import cosine_lr, fit, loop
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
+from ssrobust.train import cosine_lr, session
 from ssrobust.train.strategies import Standard, StepOutput
 
 
@@ -180,7 +181,7 @@ def test_run_written_before_an_option_existed_still_resumes(tmp_path):
 
 
 def test_ensure_run_reuses_a_finished_run_and_refuses_another_config(tmp_path):
-    from ssrobust.train import ensure_run
+    from ssrobust.experiments import ensure_run
 
     cfg = make_config(tiny_run_config(tmp_path, epochs=1))
     first = ensure_run(cfg)
@@ -249,7 +250,7 @@ def _diverge_in_second_epoch(tmp_path, monkeypatch, what: str, at: int):
     run = fit(make_config(cfg), stop_after=1)
     ck = (run / "checkpoint.pt").read_bytes()
     steps = torch.load(run / "checkpoint.pt", weights_only=True)["state"]["step"]
-    monkeypatch.setattr(loop, "build_strategy", lambda name, **options: _PoisonedStep(what, at))
+    monkeypatch.setattr(session, "build_strategy", lambda name, **options: _PoisonedStep(what, at))
     code = main(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()])
     return run, ck, steps, code
 

@@ -14,9 +14,10 @@ from ssrobust.cli import main
 from ssrobust.data.loader import DeviceLoader
 from ssrobust.errors import ConfigError
 from ssrobust.models import create_model
-from ssrobust.train import fit
-from ssrobust.train.averaging import AveragingConfig, WeightAveraging
-from ssrobust.train.network import Network
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
+from ssrobust.runs.config import AveragingConfig
+from ssrobust.train.averaging import WeightAveraging
+from ssrobust.runs.network import Network
 from ssrobust.train.recipe import (apply_threads, init_model_from_data, parameter_groups,
                                    resolve_channels_last, resolve_threads, usable_cores)
 

@@ -145,7 +145,7 @@ def test_meta_weighting_through_the_training_loop(tmp_path):
     from _helpers import tiny_run_config
 
     from ssrobust.api import make_config
-    from ssrobust.train import fit
+    from ssrobust.experiments.run import train_and_evaluate as fit
 
     cfg = tiny_run_config(tmp_path, tasks=["rotation:0.5", "reconstruction:0.5"],
                           task_options={"reconstruction": {"image_size": 16, "channels": [8, 4]}},
@@ -183,7 +183,7 @@ def test_meta_pool_corruptions_through_the_loop_leave_val_accuracy_on_clean_imag
     from _helpers import tiny_run_config
 
     from ssrobust.api import make_config
-    from ssrobust.train import fit
+    from ssrobust.experiments.run import train_and_evaluate as fit
 
     def run(name, beta, **options):
         cfg = tiny_run_config(tmp_path, name=name, epochs=1, tasks=["rotation:0.5"],

@@ -10,7 +10,7 @@ import torch
 from _helpers import tiny_run_config
 from ssrobust.api import make_config
 from ssrobust.errors import ConfigError, DivergenceError
-from ssrobust.train import fit
+from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 from ssrobust.weighting import build_weighting
 from ssrobust.weighting.uncertainty import UncertaintyWeighting
 

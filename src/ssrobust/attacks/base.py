@@ -24,6 +24,7 @@ from typing import Callable, ContextManager, Iterable, Iterator, Literal, Protoc
 import torch
 from torch import nn
 
+from ..modes import module_modes
 from ..registry import Registry
 from ..typedconfig import check_number
 
@@ -51,11 +52,7 @@ class Attack(Protocol):
 
 def build_attack(name: str, **options: object) -> Attack:
     """Instantiate a registered attack; unknown options raise a TypeError naming the attack."""
-    cls = ATTACKS.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"attack {name!r}: {e}") from None
+    return ATTACKS.build(name, **options)
 
 
 # --------------------------------------------------------------------------- validation, modes
@@ -99,14 +96,8 @@ def attack_mode(modules: Iterable[nn.Module], bn_mode: str) -> Iterator[None]:
     Flags are restored per submodule, so a model that was deliberately half in eval mode (e.g.
     frozen BatchNorm during finetuning) comes back exactly as it was.
     """
-    saved = [(m, m.training) for top in modules for m in top.modules()]
-    for top in modules:
-        top.train(bn_mode == "train")
-    try:
+    with module_modes(modules, bn_mode == "train"):
         yield
-    finally:
-        for m, flag in saved:
-            m.training = flag
 
 
 def autocast_or_null(autocast: AutocastFactory | None) -> ContextManager:

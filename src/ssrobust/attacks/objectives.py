@@ -9,22 +9,21 @@ features for feature-space attacks) is computed once there, without gradients.
 Objectives may own modules (pretext-task heads); ``modules()`` lists them so attacks can put them in
 the same train/eval mode as the model and restore them afterwards.
 
-Objectives for adversarial *training* are the same objects, e.g.
-``PGD(eps=8/255, steps=10, objective=CrossEntropyPlusTasks(tasks, weight=0.5))`` is the attack of
-Hendrycks et al. (2019), Sec. 3.1 that maximizes CE + λ·L_SS.
+Attacks know no pretext task: the objectives through task heads (``cross_entropy_plus_tasks``,
+``self_supervised``) live with the tasks, in :mod:`ssrobust.tasks.objectives`, and register here
+when :mod:`ssrobust.tasks` is imported.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar, Callable, Literal, Mapping
+from dataclasses import dataclass
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
-from ..tasks.base import PretextTask, forward_with_tasks
 
 OBJECTIVES: Registry = Registry("attack objective")
 
@@ -70,74 +69,6 @@ class Margin(Objective):
             return others.amax(dim=1) - true
 
         return loss
-
-
-def _task_term(model: nn.Module, x_adv: torch.Tensor, tasks: Mapping[str, PretextTask],
-               weights: Mapping[str, float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One :func:`forward_with_tasks` pass: ``(clean-view features [B, D], Σ_t λ_t L_t [B])``, each
-    sample's own task losses (:meth:`~ssrobust.tasks.base.PretextTask.per_sample_loss`).
-
-    The task generator is re-seeded at every call so random pretext views (jigsaw permutations,
-    crops) are the same at every attack step: the attack then maximizes one fixed function instead
-    of chasing a new random objective each step.
-    """
-    gen = torch.Generator(device=x_adv.device).manual_seed(seed)
-    feats, losses = forward_with_tasks(model, x_adv, dict(tasks), gen, per_sample=True)
-    total = torch.zeros(x_adv.shape[0], device=x_adv.device, dtype=torch.float32)
-    for name, loss in losses.items():
-        total = total + weights.get(name, 0.0) * loss.float()
-    return feats, total
-
-
-def _weights(tasks: Mapping[str, PretextTask], weight: float | Mapping[str, float]) -> dict[str, float]:
-    if isinstance(weight, Mapping):
-        missing = sorted(set(tasks) - set(weight))
-        if missing:
-            raise ValueError(f"no attack weight for task(s) {', '.join(missing)}")
-        return {k: float(weight[k]) for k in tasks}
-    return {k: float(weight) for k in tasks}
-
-
-@OBJECTIVES.register("cross_entropy_plus_tasks")
-@dataclass(frozen=True)
-class CrossEntropyPlusTasks(Objective):
-    """CE + λ·L_SS through the tasks' heads (Hendrycks et al. 2019 Sec. 3.1; Kucer et al. 2021 "SS in
-    the attack"). ``weight`` is one λ for all tasks or ``{task name: λ}``.
-
-    Per-sample values: each sample's own CE plus λ times its own task loss (the mean over its views,
-    :meth:`~ssrobust.tasks.base.PretextTask.per_sample_loss`), so with BatchNorm in eval mode a
-    sample's value does not depend on the rest of the batch. The batch sum, and so the gradient,
-    equals Σ_i CE_i + λ·B·L_SS with the tasks' batch-mean losses.
-    """
-
-    tasks: Mapping[str, PretextTask] = field(default_factory=dict)
-    weight: float | Mapping[str, float] = 0.5
-    seed: int = 0
-    with_ce: ClassVar[bool] = True
-
-    def modules(self) -> list[nn.Module]:
-        return list(self.tasks.values())
-
-    def bind(self, model, x_clean, y):
-        weights = _weights(self.tasks, self.weight)
-
-        def loss(x_adv: torch.Tensor) -> torch.Tensor:
-            feats, task_loss = _task_term(model, x_adv, self.tasks, weights, self.seed)
-            if not self.with_ce:
-                return task_loss
-            return F.cross_entropy(model.forward_head(feats).float(), y, reduction="none") + task_loss
-
-        return loss
-
-
-@OBJECTIVES.register("self_supervised")
-@dataclass(frozen=True)
-class SelfSupervisedLoss(CrossEntropyPlusTasks):
-    """λ·L_SS alone (labels unused): attacks on the pretext tasks, e.g. for label-free adversarial
-    pretraining (Kucer et al. 2021). Per-sample values, see :class:`CrossEntropyPlusTasks`."""
-
-    weight: float | Mapping[str, float] = 1.0
-    with_ce: ClassVar[bool] = False
 
 
 @OBJECTIVES.register("trades_kl")

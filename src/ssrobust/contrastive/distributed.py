@@ -21,18 +21,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-
-def is_distributed() -> bool:
-    """True when a default process group is initialized."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
+from ..distributed import is_distributed, world_size
 
 
 class _GatherWithGrad(torch.autograd.Function):

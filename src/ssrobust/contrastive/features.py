@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..images import unit_float
 from ..attacks.base import attack_mode
 
 
@@ -18,7 +19,7 @@ def _batch_to_float(images: np.ndarray | torch.Tensor, device: torch.device) -> 
     else:
         t = images
     t = t.to(device)
-    return t.float().div_(255.0) if t.dtype == torch.uint8 else t.float()
+    return unit_float(t)
 
 
 def _check_images(images: np.ndarray | torch.Tensor) -> None:

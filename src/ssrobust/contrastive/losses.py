@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import rank
 from ..registry import Registry
-from .distributed import gather_no_grad, gather_with_grad, rank
+from .distributed import gather_no_grad, gather_with_grad
 
 Reduction = Literal["mean", "none"]
 CONTRASTIVE_LOSSES: Registry = Registry("contrastive loss")
@@ -149,8 +150,4 @@ class SupConLoss(ContrastiveLoss):
 
 def build_contrastive_loss(name: str, **options: object) -> ContrastiveLoss:
     """A registered loss by name (``nt_xent``, ``sup_con``); unknown names list the known ones."""
-    cls = CONTRASTIVE_LOSSES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"contrastive loss {name!r}: {e}") from None
+    return CONTRASTIVE_LOSSES.build(name, **options)

@@ -21,13 +21,13 @@ file it cannot vouch for).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from ..atomic import write_atomic
 from ..data.safe_io import npz_member, open_npz
 from ..errors import ConfigError, DataError
 
@@ -93,16 +93,7 @@ def cache_key(features: np.ndarray, ks: Sequence[int], seed: int, n_init: int, m
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write ``path`` through a temporary file in the same folder and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # only our own partial file
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def _read_cache(path: Path, key: str, ks: Sequence[int], n: int) -> dict[int, np.ndarray]:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ..errors import ConfigError
+from ..images import unit_float
 from ..registry import Registry
 from .params import resolve_param_set, severity_params
 
@@ -222,7 +223,7 @@ def corrupt_mixture(images: torch.Tensor, names: Sequence[str], severities: Sequ
         for sev in dict.fromkeys(severities):
             idx = torch.nonzero((which == i) & (level == sev)).flatten().to(images.device)
             if idx.numel():
-                x = images[idx].float().div_(255.0)
+                x = unit_float(images[idx])
                 y = corrupt(x, name, sev, generator=block_generator(seed, name, sev, 0))
                 out[idx] = to_uint8_like_official(y)
     return out

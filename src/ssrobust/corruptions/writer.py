@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..atomic import write_text_atomic
 from ..errors import ConfigError, DataError
+from ..images import unit_float
 from ..locking import DirLock
 from ..paths import make_dir
 from .base import CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt, to_uint8_like_official
@@ -28,7 +30,7 @@ FORMAT = "ssrobust-corruptions/1"
 def _versions() -> dict[str, str]:
     import PIL
 
-    from .. import __version__
+    from .._version import __version__
 
     return {"ssrobust": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "pillow": PIL.__version__, "python": platform.python_version()}
@@ -58,7 +60,7 @@ def _write_rows(path: Path, images: np.ndarray, name: str, k: int, sev: int, see
     for block, start in enumerate(range(0, n, batch_size)):
         stop = min(start + batch_size, n)
         x = torch.from_numpy(np.array(images[start:stop])).to(device)  # a writable copy of the block
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)
+        x = unit_float(x.permute(0, 3, 1, 2))
         y = corrupt(x, name, sev, block_generator(seed, name, sev, block), param_set=param_set)
         mm[k * n + start: k * n + stop] = to_uint8_like_official(y).permute(0, 2, 3, 1).cpu().numpy()
         if bar is not None:
@@ -169,7 +171,5 @@ def _publish(out: Path, fnames: list[str], manifest: dict) -> dict:
     for fname in fnames:
         os.replace(out / f"{fname}{PARTIAL}", out / fname)
     manifest = {**manifest, "files": files}
-    tmp = out / f"{MANIFEST}{PARTIAL}"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / MANIFEST)
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))  # last: the folder is complete
     return manifest

@@ -22,7 +22,7 @@ SOURCES: Registry = Registry("data source")
 class LabelNoiseConfig:
     """Seeded synthetic label corruption of the training split (Hendrycks et al. 2019, §3.3).
 
-    ``kind``: uniform | flip | hierarchical (see :mod:`ssrobust.noise.matrices`); ``strength``: s in
+    ``kind``: uniform | flip | hierarchical (see :mod:`ssrobust.label_noise.matrices`); ``strength``: s in
     [0, 1]. ``trusted_fraction`` of the training images (stratified) keep their clean labels and
     are marked in ``extras["trusted"]`` (GLC's gold set). ``use``: train on ``all`` images, or only
     the ``untrusted`` ones (GLC stage 1). The split and the noise depend only on ``seed`` and the
@@ -144,7 +144,20 @@ def split_validation(train: ImageArrays, val_size: int, seed: int) -> tuple[Imag
 
 
 def load_splits(cfg: DataConfig) -> DatasetSplits:
-    """Load ``cfg.source``, validate it, apply limits and carve the validation split."""
+    """Load ``cfg.source``, validate it, apply limits and carve the validation split.
+
+    ``data.label_noise`` belongs to a learning component above this layer: a config with it is
+    loaded by :func:`ssrobust.runs.splits.load_splits` (this function refuses it rather than
+    silently returning clean labels)."""
+    if cfg.label_noise is not None:
+        raise ConfigError("data.label_noise is set: load the splits with ssrobust.runs.splits.load_splits, "
+                          "which applies the label noise")
+    return load_clean_splits(cfg)
+
+
+def load_clean_splits(cfg: DataConfig) -> DatasetSplits:
+    """:func:`load_splits` with the training labels as the source gives them (``cfg.label_noise``
+    is not applied here)."""
     loader: Callable[[DataConfig], DatasetSplits] = SOURCES.get(cfg.source)
     splits = loader(cfg)
     k = len(splits.class_names)
@@ -160,8 +173,6 @@ def load_splits(cfg: DataConfig) -> DatasetSplits:
         perm = np.random.default_rng([cfg.seed, 2]).permutation(len(train))
         train = train.subset(perm[: cfg.limit_train])
     train, val = split_validation(train, cfg.val_size, cfg.seed)
-    if cfg.label_noise is not None:
-        train, info["label_noise"] = apply_label_noise(train, names, cfg.label_noise)
     return DatasetSplits(train, test, names, val, cfg.source, info, held_out)
 
 
@@ -196,52 +207,6 @@ def select_classes(train: ImageArrays, test: ImageArrays, class_names: list[str]
             "held_out": other, "held_out_names": [class_names[c] for c in other],
             "num_held_out_test": len(out_idx)}
     return keep(train, "train"), keep(test, "test"), held_out, info["kept_names"], info
-
-
-def _coarse_of_fine(train: ImageArrays, class_names: list[str]) -> tuple[int, ...]:
-    """Superclass id per class: from ``extras["coarse_labels"]`` (cifar100 source), else the
-    standard CIFAR-100 hierarchy when the classes are CIFAR-100's."""
-    from ..noise.cifar100 import COARSE_OF_FINE, FINE_NAMES
-
-    coarse = train.extras.get("coarse_labels")
-    if coarse is None:
-        if tuple(class_names) != FINE_NAMES:
-            raise DataError("label_noise.kind=hierarchical needs CIFAR-100 classes or per-image "
-                            "extras['coarse_labels'] from the data source")
-        return COARSE_OF_FINE
-    mapping: dict[int, int] = {}
-    for fine, sup in zip(train.labels.tolist(), np.asarray(coarse).tolist()):
-        if mapping.setdefault(fine, sup) != sup:
-            raise DataError(f"class {fine} appears with two coarse labels ({mapping[fine]}, {sup})")
-    if len(mapping) != len(class_names):
-        raise DataError("label_noise.kind=hierarchical: some classes have no training image, so "
-                        "their superclass is unknown")
-    return tuple(mapping[k] for k in range(len(class_names)))
-
-
-def apply_label_noise(train: ImageArrays, class_names: list[str], cfg: LabelNoiseConfig
-                      ) -> tuple[ImageArrays, dict[str, Any]]:
-    """Corrupt ``train.labels`` with ``cfg``; returns the new split and a JSON-safe summary.
-
-    The result keeps the clean labels in ``extras["clean_labels"]`` and the trusted mask (bool) in
-    ``extras["trusted"]``; the summary holds the realized noise rate over the untrusted images.
-    """
-    from ..noise import corruption_matrix, expected_noise_rate, make_noisy_dataset
-
-    k = len(class_names)
-    coarse = _coarse_of_fine(train, class_names) if cfg.kind == "hierarchical" else None
-    matrix = corruption_matrix(cfg.kind, k, cfg.strength, seed=cfg.seed, coarse_of_fine=coarse)
-    noisy = make_noisy_dataset(train.labels, matrix, cfg.trusted_fraction, seed=cfg.seed)
-    extras = dict(train.extras, clean_labels=np.asarray(train.labels),
-                  trusted=np.asarray(noisy.trusted_mask, dtype=bool))
-    out = ImageArrays(train.images, np.asarray(noisy.labels_noisy, dtype=np.int64), extras)
-    if cfg.use == "untrusted":
-        out = out.subset(np.flatnonzero(~extras["trusted"]))
-    info = {"kind": cfg.kind, "strength": cfg.strength, "seed": cfg.seed, "use": cfg.use,
-            "trusted_fraction": cfg.trusted_fraction, "num_trusted": int(extras["trusted"].sum()),
-            "num_untrusted": int((~extras["trusted"]).sum()), "num_train_used": len(out),
-            "realized_noise": noisy.realized_rate, "expected_noise": expected_noise_rate(matrix)}
-    return out, info
 
 
 def require_root(cfg: DataConfig) -> str:

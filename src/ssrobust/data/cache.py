@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..atomic import write_atomic
+
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("SSROBUST_CACHE", Path.home() / ".cache" / "ssrobust"))
@@ -50,14 +52,5 @@ def cached_array(path: Path, build: Callable[[], np.ndarray]) -> np.ndarray:
             return cached
     arr = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # our own partial file; the old cache file is left as it was
-        raise
+    write_atomic(path, lambda f: np.save(f, arr))  # on error the old cache file is left as it was
     return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..images import unit_float
 from .safe_io import npz_member, open_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -59,7 +60,7 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, H, W, 3]`` (as the data sources give them) -> float ``[N, 3, H, W]`` in [0, 1]."""
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
-    return images.permute(0, 3, 1, 2).float().div(255.0)
+    return unit_float(images.permute(0, 3, 1, 2))
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ def _list_folder(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
     return classes, files, np.asarray(labels, dtype=np.int64)
 
 
-def _decode(path: Path) -> np.ndarray:
+def decode_image(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -197,13 +197,13 @@ def _decode(path: Path) -> np.ndarray:
         raise DataError(f"cannot read image {path}: {e}") from None
 
 
-def _decode_all(files: list[Path]) -> np.ndarray:
-    first = _decode(files[0])
+def decode_all(files: list[Path]) -> np.ndarray:
+    first = decode_image(files[0])
     out = np.empty((len(files),) + first.shape, dtype=np.uint8)
     out[0] = first
 
     def work(i: int) -> None:
-        img = _decode(files[i])
+        img = decode_image(files[i])
         if img.shape != first.shape:
             raise DataError(f"image {files[i]} has size {img.shape[1]}x{img.shape[0]}, expected "
                             f"{first.shape[1]}x{first.shape[0]} like {files[0]}")
@@ -228,6 +228,6 @@ def load_imagefolder(cfg: DataConfig) -> DatasetSplits:
     for name, files, labels in (("train", tr_files, tr_labels), ("test", te_files, te_labels)):
         stats = [(str(f.relative_to(root)), f.stat().st_size, int(f.stat().st_mtime)) for f in files]
         key = fingerprint([str(root.resolve())] + stats)  # type: ignore[list-item]
-        images = cached_array(cache / f"imagefolder-{name}-{key}.npy", lambda fs=files: _decode_all(fs))
+        images = cached_array(cache / f"imagefolder-{name}-{key}.npy", lambda fs=files: decode_all(fs))
         splits.append(ImageArrays(images, labels))
     return DatasetSplits(splits[0], splits[1], classes, source="imagefolder")

@@ -14,6 +14,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..images import unit_float
+from ..seeds import epoch_seed
 from .augment import apply_crop_flip, sample_crop_flip
 
 FLIP_MODES = ("random", "alternating")
@@ -41,7 +43,7 @@ class DeviceLoader:
         self.rank, self.world_size = rank, world_size
         self.first_flip = None  # bool [N] on the CPU: alternating flips' choice for epoch 0
         if flip == "alternating":
-            g = torch.Generator().manual_seed(int(seed) * 1_000_003 - 1)  # not an epoch's stream
+            g = torch.Generator().manual_seed(epoch_seed(seed, -1))  # not an epoch's stream
             self.first_flip = torch.rand(len(self.y), generator=g) < 0.5
         # Per-sample side information that travels with the batch (e.g. a trusted-label mask).
         self.extras = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in (extras or {}).items()}
@@ -55,7 +57,7 @@ class DeviceLoader:
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
         """Yield ``(x float [b,3,H,W] in [0,1], y int64 [b], extras {name: [b, ...]})`` for this rank."""
-        g = torch.Generator().manual_seed(int(self.seed) * 1_000_003 + epoch)
+        g = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n = len(self.y)
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         local = self.batch_size // self.world_size
@@ -70,7 +72,7 @@ class DeviceLoader:
             if self.world_size > 1:
                 idx = idx[sl]
             idx = idx.to(self.device)
-            x = self.x[idx].float().div_(255.0)
+            x = unit_float(self.x[idx])
             if params is not None:
                 if self.world_size > 1:
                     params = type(params)(params.dy[sl], params.dx[sl], params.flip[sl], params.pad)

@@ -30,7 +30,7 @@ from typing import Callable, ContextManager, Literal
 import torch
 from torch import nn
 
-from ..attacks.base import attack_mode
+from ..modes import module_modes
 from ..errors import ConfigError
 
 FeatureKind = Literal["pooled", "spatial"]
@@ -48,7 +48,7 @@ class NoSpatialMap(ConfigError):
 
 def module_mode(module: nn.Module, train: bool) -> ContextManager:
     """Run ``module`` in train or eval mode; every submodule gets its own flag back afterwards."""
-    return attack_mode([module], "train" if train else "eval")
+    return module_modes([module], train)
 
 
 def eval_mode(module: nn.Module) -> ContextManager:

@@ -27,6 +27,7 @@ from ..attacks.autoattack import AutoAttackWarning
 from ..attacks.base import Attack
 from ..attacks.objectives import Objective
 from ..errors import ConfigError
+from ..modes import eval_mode
 from ..typedconfig import check_number, from_dict
 from .adversarial_checks import (UESATO_SPSA_DIRECTIONS, UESATO_SPSA_STEPS, ball_check, eps0_check,
                                  loss_agreement_check, masking_check, monotone_check,
@@ -346,15 +347,10 @@ def adversarial_suite(ctx: EvalContext, **options: Any) -> dict:
     n = min(opts.max_images, len(ctx.labels))
     if n == 0:
         raise ConfigError("adversarial suite: the test set has no images to attack")
-    saved_modes = [(mod, mod.training) for mod in ctx.model.modules()]
-    ctx.model.eval()
     notes: list[str] = []
     runner = AttackRunner(ctx, opts.reruns)
-    try:
+    with eval_mode(ctx.model):
         parts = _run_all(runner, opts, n, notes)
-    finally:
-        for mod, flag in saved_modes:
-            mod.training = flag
     clean, checks = parts["clean"], parts["checks"]
     worst, worst_of, only = worst_case(runner.outcomes, clean, opts.eps)
     notes += [c["detail"] for c in checks if not c["passed"]]

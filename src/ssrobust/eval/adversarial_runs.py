@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -28,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..attacks.base import Attack, ball_excess, ball_tolerance
+from ..seeds import derived_seed
 from ..tasks.base import frozen_running_stats
 from .base import EvalContext, predict
 
@@ -59,11 +59,6 @@ class Outcome:
     def mean_accuracy(self) -> float | None:
         """Accuracy averaged over the prediction passes (equals :attr:`accuracy` with one pass)."""
         return self.correct_passes / (self.n * self.passes) if self.n else None
-
-
-def derived_seed(seed: int, *parts: object) -> int:
-    """A 63-bit seed from ``seed`` and a path of names/indices (stable across runs and machines)."""
-    return (seed * 1_000_003 + zlib.crc32("/".join(map(str, parts)).encode())) % (2**63)
 
 
 @contextmanager

@@ -12,11 +12,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
+from ..images import to_float_images  # noqa: F401  (re-exported: ssrobust.eval.to_float_images)
 from ..registry import Registry
+from ..runs.precision import autocast_context
 
 SUITES: Registry = Registry("evaluation suite")
 
@@ -38,7 +39,7 @@ class EvalContext:
     progress: bool = True
     train_images: Any = None  # some suites (one-class, OOD fitting) need training data
     train_labels: torch.Tensor | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # read by `ood`: "ood_sets", "held_out_images"
 
     def batches(self, images: Any | None = None, labels: torch.Tensor | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -50,19 +51,7 @@ class EvalContext:
             yield x, labels[i: i + self.batch_size].to(self.device)
 
     def autocast(self):
-        from ..train.precision import autocast_context
-
         return autocast_context(self.device, self.precision)
-
-
-def to_float_images(batch: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[b, H, W, 3]`` (0..255) or float ``[b, H, W, 3]`` (already in [0, 1]), numpy or tensor
-    -> a new float32 ``[b, 3, H, W]`` in [0, 1] on ``device``."""
-    if isinstance(batch, np.ndarray) and not batch.flags.writeable:  # e.g. the read-only image cache
-        batch = np.array(batch)  # torch warns on (and may write through) non-writable arrays
-    t = torch.as_tensor(batch)
-    x = t.to(device).permute(0, 3, 1, 2).to(torch.float32, copy=True)  # never aliases the caller's data
-    return x if t.is_floating_point() else x.div_(255.0)
 
 
 @torch.no_grad()

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..modes import eval_mode
 from .base import SUITES, EvalContext, predict
 
 
@@ -13,13 +14,11 @@ from .base import SUITES, EvalContext, predict
 def clean_accuracy(ctx: EvalContext) -> dict:
     """Returns ``{"accuracy", "loss", "per_class": {name: acc}, "n"}`` (fractions in [0,1])."""
     model = ctx.model
-    was_training = model.training
-    model.eval()
     k = len(ctx.class_names)
     correct = torch.zeros(k, dtype=torch.long)
     total = torch.zeros(k, dtype=torch.long)
     loss_sum = 0.0
-    try:
+    with eval_mode(model):
         for x, y in ctx.batches():
             logits = predict(model, x, ctx.autocast)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -27,8 +26,6 @@ def clean_accuracy(ctx: EvalContext) -> dict:
             yc = y.cpu()
             total += torch.bincount(yc, minlength=k)
             correct += torch.bincount(yc[hit], minlength=k)
-    finally:
-        model.train(was_training)
     n = int(total.sum())
     if n == 0:  # an accuracy of 0.0 on no images would look like a result
         raise ConfigError("clean suite: the test set has no images to evaluate")

@@ -23,7 +23,10 @@ from tqdm import tqdm
 from ..corruptions import (BENCHMARK, NAMES, SEVERITIES, block_generator, corrupt, load_corrupted_folder,
                            resolve_param_set, to_uint8_like_official)
 from ..corruptions.folder import MANIFEST, CorruptedFolder
+from ..corruptions.mce import add_mce
 from ..errors import ConfigError, DataError
+from ..images import unit_float
+from ..modes import eval_mode
 from .base import SUITES, EvalContext, predict, to_float_images
 
 
@@ -42,7 +45,7 @@ def _on_the_fly(ctx: EvalContext, images: Any, labels: torch.Tensor, name: str, 
         x = to_float_images(images[start: start + ctx.batch_size], ctx.device)
         x = corrupt(x, name, severity, block_generator(ctx.seed, name, severity, block), param_set=param_set)
         if quantize:
-            x = to_uint8_like_official(x).float().div_(255.0)
+            x = unit_float(to_uint8_like_official(x))
         yield x, labels[start: start + ctx.batch_size].to(ctx.device)
 
 
@@ -85,16 +88,12 @@ def corruption_accuracy(ctx: EvalContext, names: Sequence[str] | None = None,
     if severities is not None and (not severities or any(s not in SEVERITIES for s in severities)):
         raise ConfigError(f"corruptions.severities must be values in 1..5; got {severities}")
     model = ctx.model
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if folder is not None:
             record = _from_folder(ctx, folder, names, severities, max_images, verify)
         else:
             record = _from_engine(ctx, list(names or NAMES), severities or list(SEVERITIES), max_images,
                                   param_set, quantize)
-    finally:
-        model.train(was_training)
     if baseline is not None:
         record = add_mce(record, _load_record(baseline))
     return record
@@ -188,46 +187,3 @@ def _load_record(path: str | Path) -> dict:
     if not isinstance(rec, dict) or "accuracy" not in rec:
         raise ConfigError(f"corruptions.baseline: {path} has no corruptions record (suites.corruptions)")
     return rec
-
-
-def add_mce(record: dict, baseline_record: dict, baseline_name: str | None = None) -> dict:
-    """A copy of ``record`` with ``"mce"``: CE and relative CE per corruption against
-    ``baseline_record``, and their means over the 15 benchmark corruptions (``*_benchmark``, None
-    unless all 15 are in both) and over every corruption both records have (``*_all``).
-
-    ``CE_c = sum_s E_{s,c} / sum_s E^base_{s,c}`` over the severities both records share (E = 1 -
-    accuracy); relative CE subtracts each model's clean error first (None without clean accuracies
-    or with a zero denominator).
-    """
-    acc, base = record["accuracy"], baseline_record["accuracy"]
-    names = [n for n in NAMES if n in acc and n in base] + sorted(set(acc) & set(base) - set(NAMES))
-    if not names:
-        raise ConfigError("add_mce: the record and the baseline have no corruption in common")
-    sev = [s for s in acc[names[0]] if all(s in acc[n] and s in base[n] for n in names)]
-    if not sev:
-        raise ConfigError("add_mce: the record and the baseline have no severity in common")
-    clean, base_clean = record.get("clean_accuracy"), baseline_record.get("clean_accuracy")
-    ce, rce = {}, {}
-    for n in names:
-        err = sum(1 - acc[n][s] for s in sev)
-        berr = sum(1 - base[n][s] for s in sev)
-        ce[n] = err / berr if berr > 0 else None
-        if clean is not None and base_clean is not None:
-            num = sum((1 - acc[n][s]) - (1 - clean) for s in sev)
-            den = sum((1 - base[n][s]) - (1 - base_clean) for s in sev)
-            rce[n] = num / den if den != 0 else None
-        else:
-            rce[n] = None
-
-    def mean(values: dict, subset: Sequence[str]) -> float | None:
-        vals = [values[n] for n in subset]
-        return float(np.mean(vals)) if vals and all(v is not None for v in vals) else None
-
-    bench = [n for n in BENCHMARK if n in ce]
-    full = len(bench) == len(BENCHMARK)
-    out = dict(record)
-    out["mce"] = {"baseline": baseline_name, "severities": [int(s) for s in sev], "ce": ce, "relative_ce": rce,
-                  "mce_benchmark": mean(ce, bench) if full else None, "mce_all": mean(ce, names),
-                  "relative_mce_benchmark": mean(rce, bench) if full else None,
-                  "relative_mce_all": mean(rce, names)}
-    return out

@@ -1,4 +1,4 @@
-"""Validation of the images, labels and model handed to :func:`~ssrobust.eval.runner.evaluate_model`.
+"""Validation of the images, labels and model handed to :func:`~ssrobust.eval.evaluate.evaluate_model`.
 
 The suites read images as ``[N, H, W, 3]`` batches: uint8 in 0..255 (divided by 255 on the device)
 or float in [0, 1] (used as given). Anything else is a one-line :class:`DataError` (bad data) or
@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
+from ..modes import eval_mode
 from .base import to_float_images
 
 LAYOUTS = ("auto", "NHWC", "NCHW")
@@ -97,12 +98,8 @@ def as_eval_labels(labels: Any, n: int) -> torch.Tensor:
 @torch.no_grad()
 def count_outputs(model: nn.Module, images: Any, device: torch.device) -> int:
     """Number of logits the model returns for one image (run in eval mode; the mode is restored)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = model(to_float_images(images[:1], device))
-    finally:
-        model.train(was_training)
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DataError(f"model: expected logits of shape [B, num_classes] for a [B, 3, H, W] batch, got {got}")

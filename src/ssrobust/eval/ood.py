@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..ood.datasets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
-# ImageSetConfig and read_image_path are re-exported here for existing imports.
-from ..ood.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path  # noqa: F401
+from ..data.ood_sets import SYNTHETIC_OOD, as_ood_images, default_seed, make_ood_set
+from ..data.image_sets import image_set_config, load_image_set
 from ..ood.metrics import METRIC_KEYS, metrics, roc_points
-from ..ood.scores import OODScore, build_score, check_tasks, score_images, uint8_to_float
+from ..images import to_float_images
+from ..ood.scores import OODScore, build_score, check_tasks, score_images
+from ..tasks.base import declared_scores
 from .base import SUITES, EvalContext
 
 
@@ -30,14 +31,9 @@ DEFAULT_SYNTHETIC = ("gaussian", "rademacher", "blobs")
 
 
 def default_scores(tasks: Mapping[str, Any]) -> list[str]:
-    """msp, kl_uniform, energy; plus rotation and kl_rotation with a ``rotation`` task, and
-    rotation_translation with a ``rotation_translation`` task."""
-    names = ["msp", "kl_uniform", "energy"]
-    if "rotation" in tasks:
-        names += ["rotation", "kl_rotation"]
-    if "rotation_translation" in tasks:
-        names.append("rotation_translation")
-    return names
+    """msp, kl_uniform, energy; plus the scores each task declares (``PretextTask.ood_scores``:
+    rotation and kl_rotation for ``rotation``, rotation_translation for ``rotation_translation``)."""
+    return ["msp", "kl_uniform", "energy"] + declared_scores({k: tasks[k] for k in sorted(tasks)})
 
 
 def _user_sets(ctx: EvalContext, ood_paths: Mapping[str, Any] | None, held_out: bool,
@@ -100,7 +96,7 @@ def _fit_scores(ctx: EvalContext, scores: Mapping[str, OODScore]) -> None:
 
     def batches() -> Iterator[torch.Tensor]:
         for i in range(0, len(ctx.train_images), ctx.batch_size):
-            yield uint8_to_float(ctx.train_images[i: i + ctx.batch_size], ctx.device)
+            yield to_float_images(ctx.train_images[i: i + ctx.batch_size], ctx.device)
 
     for s in to_fit:
         s.fit(ctx.model, batches(), ctx.tasks)

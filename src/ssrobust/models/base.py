@@ -58,7 +58,7 @@ class Backbone(nn.Module):
 
 def create_model(name: str, num_classes: int, **kwargs) -> Backbone:
     """Build a registered backbone by name (``wrn``, ``resnet18``, ``tiny``)."""
-    return MODELS.get(name)(num_classes=num_classes, **kwargs)
+    return MODELS.build(name, num_classes=num_classes, **kwargs)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -1,42 +1,21 @@
-"""Label noise: corruption matrices, noisy-label sampling with a trusted subset, loss corrections
-(GLC, forward correction) and strength sweeps (Hendrycks et al. 2019, §3.3)."""
+"""Deprecated package (kept for one release): renamed :mod:`ssrobust.label_noise` so it is not
+confused with pixel noise. ``import ssrobust.noise`` (and its submodules ``matrices``,
+``corrupt``, ``correction``, ``cifar100``, ``sweep``) still work, with a DeprecationWarning; the
+sweep runner ``ssrobust.noise.pipeline`` is now :mod:`ssrobust.experiments.label_noise`."""
 
-from .cifar100 import COARSE_NAMES, COARSE_OF_FINE, FINE_NAMES, SUPERCLASS_MEMBERS
-from .correction import (
-    LABEL_LOSSES,
-    ForwardCorrection,
-    GoldLossCorrection,
-    NoCorrection,
-    corrected_nll,
-    estimate_corruption_matrix,
-    estimate_forward_matrix,
-    forward_corrected_loss,
-    glc_loss,
-)
-from .corrupt import (
-    NoisyLabels,
-    corrupt_labels,
-    make_noisy_dataset,
-    realized_noise_rate,
-    split_trusted,
-)
-from .matrices import (
-    LABEL_CORRUPTIONS,
-    corruption_matrix,
-    expected_noise_rate,
-    flip_matrix,
-    hierarchical_matrix,
-    uniform_matrix,
-    validate_matrix,
-)
-from .sweep import MeanError, mean_error_table, strengths
+from __future__ import annotations
 
-__all__ = [
-    "COARSE_NAMES", "COARSE_OF_FINE", "FINE_NAMES", "SUPERCLASS_MEMBERS",
-    "LABEL_LOSSES", "ForwardCorrection", "GoldLossCorrection", "NoCorrection", "corrected_nll",
-    "estimate_corruption_matrix", "estimate_forward_matrix", "forward_corrected_loss", "glc_loss",
-    "NoisyLabels", "corrupt_labels", "make_noisy_dataset", "realized_noise_rate", "split_trusted",
-    "LABEL_CORRUPTIONS", "corruption_matrix", "expected_noise_rate", "flip_matrix",
-    "hierarchical_matrix", "uniform_matrix", "validate_matrix",
-    "MeanError", "mean_error_table", "strengths",
-]
+import sys
+import warnings
+
+from .. import label_noise as _label_noise
+from ..label_noise import *  # noqa: F401,F403  (the old names, unchanged)
+from ..label_noise import __all__  # noqa: F401
+from ..label_noise import cifar100, correction, corrupt, matrices, sweep
+
+warnings.warn("ssrobust.noise is deprecated and will be removed in the next release; use "
+              "ssrobust.label_noise", DeprecationWarning, stacklevel=2)
+
+for _module in (cifar100, correction, corrupt, matrices, sweep):  # ssrobust.noise.<module> imports
+    sys.modules[f"{__name__}.{_module.__name__.rsplit('.', 1)[1]}"] = _module
+del _module, _label_noise

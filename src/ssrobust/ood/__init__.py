@@ -1,12 +1,13 @@
-"""Out-of-distribution detection: scores, metrics, OOD image sets and the 36 geometric transforms.
+"""Out-of-distribution detection: scores, metrics and the 36 geometric transforms
+(the OOD image sets live in :mod:`ssrobust.data.ood_sets` and :mod:`ssrobust.data.image_sets`, re-exported here).
 
 One convention everywhere: a score is an anomaly score, **higher = more anomalous**. Every metric key
 names its positive class (``fpr_at_95_tpr_in``: the literature's FPR95, in-distribution positive;
 see :mod:`ssrobust.ood.metrics`).
 """
 
-from .datasets import SYNTHETIC_OOD, as_ood_images, make_ood_set, split_classes
-from .image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path
+from ..data.image_sets import ImageSetConfig, image_set_config, load_image_set, read_image_path
+from ..data.ood_sets import SYNTHETIC_OOD, as_ood_images, make_ood_set, split_classes
 from .metrics import (METRIC_KEYS, auroc, average_precision, fpr_at_tpr, metrics, roc_curve,
                       roc_points, upgrade_metrics)
 from .one_class import auroc_table, one_class_metrics, one_class_scores

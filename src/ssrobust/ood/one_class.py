@@ -15,18 +15,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .datasets import split_classes
+from ..data.ood_sets import split_classes
+from ..tasks.base import declared_scores
 from .metrics import METRIC_KEYS, metrics, upgrade_metrics
 from .scores import OODScore, build_score, score_images
 
 
 def default_one_class_scores(tasks: Mapping[str, nn.Module]) -> list[str]:
-    """The one-class scores the model's tasks support: ``rotation_translation`` and/or ``rotnet``."""
-    names = []
-    if "rotation_translation" in tasks:
-        names.append("rotation_translation")
-    if "rotation" in tasks:
-        names.append("rotnet")
+    """The one-class scores the model's tasks declare (``PretextTask.one_class_scores``):
+    ``rotation_translation`` and/or ``rotnet``."""
+    names = declared_scores(tasks, "one_class_scores")
     if not names:
         raise ValueError("one-class scoring needs a 'rotation_translation' or 'rotation' task")
     return names

@@ -28,9 +28,9 @@ scales the sum by a constant and leaves every metric unchanged).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -38,16 +38,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..images import to_float_images
+from ..modes import eval_mode
 from ..registry import Registry
+from ..tasks.base import TASKS, PretextTask
 from ..tasks.rotation import rotate_batch
 from .transforms import NUM_TRANSFORMS, geometric_transforms, transform_table
 
 OOD_SCORES: Registry = Registry("OOD score")
 
-# What a score may need beyond logits/features, and the pretext task that provides it.
+# What a score may need beyond logits/features; the task whose head provides it says so in
+# ``PretextTask.provides``.
 NEEDS_ROTATION = "rotation"
 NEEDS_GEOMETRIC = "geometric"
-_TASK_FOR_NEED = {NEEDS_ROTATION: "rotation", NEEDS_GEOMETRIC: "rotation_translation"}
 
 
 @dataclass
@@ -67,25 +70,26 @@ class ScoreInputs:
     geometric_labels: torch.Tensor | None = None
 
 
-@contextmanager
-def eval_mode(*modules: nn.Module) -> Iterator[None]:
-    """Put modules in eval mode and restore each one's previous mode afterwards."""
-    modes = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, modes):
-            m.train(mode)
+def _provider(tasks: Mapping[str, nn.Module], need: str) -> nn.Module | None:
+    """The task of ``tasks`` that declares it provides ``need`` (``PretextTask.provides``)."""
+    for name, module in tasks.items():
+        cls = type(module) if isinstance(module, PretextTask) else (TASKS.get(name) if name in TASKS else None)
+        if need in getattr(cls, "provides", ()):
+            return module
+    return None
+
+
+def _missing(tasks: Mapping[str, nn.Module], need: str, who: str) -> ConfigError:
+    providers = " or ".join(repr(n) for n in TASKS.names() if need in TASKS.get(n).provides)
+    have = ", ".join(sorted(tasks)) or "(none)"
+    return ConfigError(f"{who} needs the {providers} pretext task; the model has: {have}")
 
 
 def _task(tasks: Mapping[str, nn.Module], need: str) -> nn.Module:
-    name = _TASK_FOR_NEED[need]
-    if name not in tasks:
-        have = ", ".join(sorted(tasks)) or "(none)"
-        raise ConfigError(f"this OOD score needs the {name!r} pretext task; the model has: {have}")
-    return tasks[name]
+    task = _provider(tasks, need)
+    if task is None:
+        raise _missing(tasks, need, "this OOD score")
+    return task
 
 
 def _features(model: nn.Module, imgs: torch.Tensor, chunk: int, autocast: Callable) -> torch.Tensor:
@@ -251,21 +255,15 @@ class RotationTranslationScore(OODScore):
 
 def build_score(name: str, **options: Any) -> OODScore:
     """Instantiate a registered score; unknown options raise a ConfigError naming the score."""
-    cls = OOD_SCORES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise ConfigError(f"OOD score {name!r}: {e}") from None
+    return OOD_SCORES.build(name, **options)
 
 
 def check_tasks(scores: Mapping[str, OODScore], tasks: Mapping[str, nn.Module]) -> None:
     """Raise a ConfigError before any work if a score needs a pretext task the model lacks."""
     for name, s in scores.items():
         for need in s.needs:
-            if _TASK_FOR_NEED[need] not in tasks:
-                have = ", ".join(sorted(tasks)) or "(none)"
-                raise ConfigError(f"OOD score {name!r} needs the {_TASK_FOR_NEED[need]!r} pretext "
-                                  f"task; the model has: {have}")
+            if _provider(tasks, need) is None:
+                raise _missing(tasks, need, f"OOD score {name!r}")
 
 
 def score_batch(model: nn.Module, x: torch.Tensor, tasks: Mapping[str, nn.Module],
@@ -277,14 +275,6 @@ def score_batch(model: nn.Module, x: torch.Tensor, tasks: Mapping[str, nn.Module
     return {name: s.from_inputs(inputs) for name, s in scores.items()}
 
 
-def uint8_to_float(batch: Any, device: torch.device) -> torch.Tensor:
-    """uint8 ``[b, H, W, 3]`` (numpy or tensor) -> float ``[b, 3, H, W]`` in [0, 1] on ``device``;
-    float input (``evaluate_model`` accepts images in [0, 1]) is used as given, not divided."""
-    t = torch.as_tensor(batch)
-    x = t.to(device).permute(0, 3, 1, 2).to(torch.float32, copy=True)
-    return x if t.is_floating_point() else x.div_(255.0)
-
-
 def score_images(model: nn.Module, images: Any, tasks: Mapping[str, nn.Module],
                  scores: Mapping[str, OODScore], batch_size: int = 256,
                  device: torch.device | None = None, autocast: Callable = nullcontext
@@ -294,7 +284,7 @@ def score_images(model: nn.Module, images: Any, tasks: Mapping[str, nn.Module],
     device = device or next(model.parameters()).device
     out: dict[str, list[np.ndarray]] = {name: [] for name in scores}
     for i in range(0, len(images), batch_size):
-        x = uint8_to_float(images[i: i + batch_size], device)
+        x = to_float_images(images[i: i + batch_size], device)
         for name, s in score_batch(model, x, tasks, scores, autocast).items():
             out[name].append(s.detach().to("cpu", torch.float64).numpy())
     return {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in out.items()}

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..corruptions import BENCHMARK, NAMES  # noqa: E402
-from ..eval.corruptions import add_mce  # noqa: E402
+from ..corruptions.mce import add_mce  # noqa: E402
 from .base import SECTIONS, Section, Table, pct  # noqa: E402
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..noise.sweep import mean_error_table
+from ..label_noise.sweep import mean_error_table
 from .base import SECTIONS, Section, Table, pct
 
 FIGURE_NAME = "label_noise_error_vs_strength.png"

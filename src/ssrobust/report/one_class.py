@@ -1,6 +1,6 @@
 """Report section for one-class sweeps (Hendrycks et al. 2019, §4.2.1, Table 3).
 
-A ``one_class`` record is the ``sweep.json`` of :func:`ssrobust.ood.one_class_sweep.run_one_class_sweep`:
+A ``one_class`` record is the ``sweep.json`` of :func:`ssrobust.experiments.one_class.run_one_class_sweep`:
 ``{"records": [{"class": id, "name": str, "methods": {method: metrics dict}}, ...]}`` with metrics
 as fractions (the :data:`~ssrobust.ood.metrics.METRIC_KEYS`; sweeps written before schema version 2
 have ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95`` and are read through

@@ -51,7 +51,7 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: st
 
 def training_curves(results: list[dict], names: list[str], path: Path) -> Path | None:
     """Validation accuracy and training loss per epoch, from each run's metrics.jsonl."""
-    from ..train.rundir import read_metrics
+    from ..runfiles import read_metrics
 
     data = {}
     for n, r in zip(names, results):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import CheckpointError, ConfigError
+from ..atomic import write_text_atomic
 from ..locking import DirLock
 from ..paths import make_dir, remove_if_empty
 from .base import SECTIONS, Section, Table, pct
@@ -168,14 +169,13 @@ def _publish(stage: Path, out: Path) -> None:
 
 
 def _write_report_manifest(out: Path, files: set[str]) -> None:
-    tmp = out / f"{REPORT_MANIFEST}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"format": "ssrobust-report/1", "files": sorted(files)}, indent=1) + "\n")
-    os.replace(tmp, out / REPORT_MANIFEST)
+    write_text_atomic(out / REPORT_MANIFEST,
+                      json.dumps({"format": "ssrobust-report/1", "files": sorted(files)}, indent=1) + "\n")
 
 
 def _task_weight_plots(results: list[dict], names: list[str], fig_dir: Path) -> list[Path]:
     """Task weights over training (Kim et al. Fig. 2b) for runs whose weights change."""
-    from ..train.rundir import read_metrics
+    from ..runfiles import read_metrics
     from .weights import plot_task_weights
 
     out = []

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -47,6 +47,12 @@ class PretextTask(nn.Module):
     """Base class of self-supervised auxiliary tasks. Subclasses set ``name`` and implement both hooks."""
 
     name: ClassVar[str] = "task"
+    # The OOD scores (names in ssrobust.ood.OOD_SCORES) this task's head makes possible: for
+    # multi-class OOD detection, and for one-class anomaly detection.
+    ood_scores: ClassVar[tuple[str, ...]] = ()
+    one_class_scores: ClassVar[tuple[str, ...]] = ()
+    # What its head gives those scores (``ssrobust.ood.scores.NEEDS_*``).
+    provides: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, num_features: int) -> None:
         super().__init__()
@@ -75,11 +81,19 @@ def mean_per_image(values: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
     """Instantiate a registered task; unknown options raise a TypeError naming the task."""
-    cls = TASKS.get(name)
-    try:
-        return cls(num_features=num_features, **options)
-    except TypeError as e:
-        raise TypeError(f"pretext task {name!r}: {e}") from None
+    return TASKS.build(name, num_features=num_features, **options)
+
+
+def declared_scores(tasks: Mapping[str, nn.Module] | Sequence[str], kind: str = "ood_scores") -> list[str]:
+    """The scores the tasks declare (``kind``: ``ood_scores`` or ``one_class_scores``), task by task
+    in the given order. ``tasks`` maps names to modules, or is a list of task names; a module that
+    is not a :class:`PretextTask` (e.g. a user's own head) counts as the registered task of its name."""
+    out: list[str] = []
+    for name in tasks:
+        module = tasks[name] if isinstance(tasks, Mapping) else None
+        cls = type(module) if isinstance(module, PretextTask) else (TASKS.get(name) if name in TASKS else None)
+        out += [s for s in getattr(cls, kind, ()) if s not in out]
+    return out
 
 
 def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, PretextTask],

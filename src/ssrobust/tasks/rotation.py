@@ -52,6 +52,9 @@ class RotationPrediction(PretextTask):
     batch the task sees, in (0, 1])."""
 
     name = "rotation"
+    ood_scores = ("rotation", "kl_rotation")
+    one_class_scores = ("rotnet",)
+    provides = frozenset({"rotation"})  # rotation logits of the four rotated copies
 
     def __init__(self, num_features: int, separate_clean: bool = False, rotations: str = "all",
                  fraction: float = 1.0) -> None:

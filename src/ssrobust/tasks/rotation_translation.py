@@ -40,6 +40,9 @@ class RotationTranslationPrediction(PretextTask):
     """Heads ``r`` (4), ``v`` (3), ``h`` (3); targets are the labels of the applied transformation."""
 
     name = "rotation_translation"
+    ood_scores = ("rotation_translation",)
+    one_class_scores = ("rotation_translation",)
+    provides = frozenset({"geometric"})  # head logits on the 36 geometric transforms
 
     def __init__(self, num_features: int, mode: str = "rotations", shift: int = 8,
                  translate_first: bool = False) -> None:

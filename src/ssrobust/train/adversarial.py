@@ -33,9 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import PGD, CrossEntropy, CrossEntropyPlusTasks, Objective, TradesKL
+from ..attacks import PGD, CrossEntropy, Objective, TradesKL
 from ..errors import ConfigError
-from ..tasks.base import PretextTask, forward_with_tasks
+from ..images import unit_float
+from ..modes import eval_mode
+from ..tasks.base import PretextTask
+from ..tasks.objectives import CrossEntropyPlusTasks, per_task_weights, task_term
 from ..typedconfig import check_number
 from .strategies import STRATEGIES, EpochCheck, StepOutput, Strategy
 
@@ -46,22 +49,13 @@ SsWeight = float | Mapping[str, float]
 
 # --------------------------------------------------------------------------- objectives, losses
 
-def _per_task(tasks: Mapping[str, PretextTask], weight: SsWeight) -> dict[str, float]:
-    if isinstance(weight, Mapping):
-        missing = sorted(set(tasks) - set(weight))
-        if missing:
-            raise ConfigError(f"attack_ss_weight has no weight for task(s) {', '.join(missing)}")
-        return {k: float(weight[k]) for k in tasks}
-    return {k: float(weight) for k in tasks}
-
-
 @dataclass(frozen=True)
 class TradesKLPlusTasks(Objective):
     """KL(p(x) ‖ p(x_adv)) + λ·Σ_t L_t(x_adv): the TRADES attack with the pretext-task losses added
     (Kucer et al.'s "SS in the attack" for TRADES). One :func:`forward_with_tasks` pass per step
     gives both terms. ``weight`` is one λ or ``{task: λ}``; task views are re-drawn from ``seed``
     at every step so the attack maximizes one fixed function. Per-sample values: each sample's KL
-    plus its own task losses (see :class:`~ssrobust.attacks.CrossEntropyPlusTasks`)."""
+    plus its own task losses (see :class:`~ssrobust.tasks.objectives.CrossEntropyPlusTasks`)."""
 
     tasks: Mapping[str, PretextTask] = field(default_factory=dict)
     weight: SsWeight = 1.0
@@ -71,16 +65,15 @@ class TradesKLPlusTasks(Objective):
         return list(self.tasks.values())
 
     def bind(self, model, x_clean, y):
-        weights = _per_task(self.tasks, self.weight)
+        weights = per_task_weights(self.tasks, self.weight, "attack_ss_weight")
         with torch.no_grad():
             p_clean = F.softmax(model(x_clean).float(), dim=1)
 
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
-            gen = torch.Generator(device=x_adv.device).manual_seed(self.seed)
-            feats, losses = forward_with_tasks(model, x_adv, dict(self.tasks), gen, per_sample=True)
+            feats, task_loss = task_term(model, x_adv, self.tasks, weights, self.seed)
             log_q = F.log_softmax(model.forward_head(feats).float(), dim=1)
             kl = F.kl_div(log_q, p_clean, reduction="none").sum(dim=1)
-            return kl + sum(weights[k] * v.float() for k, v in losses.items())
+            return kl + task_loss
 
         return loss
 
@@ -328,14 +321,9 @@ def robust_accuracy(model: nn.Module, attack: PGD, held_out: tuple[torch.Tensor,
                     autocast) -> float:
     """Accuracy of ``model`` (eval mode; mode restored) on ``attack``'s examples of the first ``n``
     held-out images (uint8 ``[N, 3, H, W]``, labels ``[N]``), from a fixed random start."""
-    x = held_out[0][:n].float().div_(255.0)
+    x = unit_float(held_out[0][:n])
     y = held_out[1][:n]
     gen = torch.Generator(device=x.device).manual_seed(20_200_112)  # the same start every epoch
-    was = model.training
-    try:
-        x_adv = replace(attack, autocast=autocast)(model, x, y, gen)
-        model.eval()
-        with torch.no_grad(), autocast():
-            return float((model(x_adv).float().argmax(1) == y).float().mean())
-    finally:
-        model.train(was)
+    x_adv = replace(attack, autocast=autocast)(model, x, y, gen)  # the attack restores the modes
+    with eval_mode(model), torch.no_grad(), autocast():
+        return float((model(x_adv).float().argmax(1) == y).float().mean())

@@ -15,39 +15,11 @@ The shadow is part of ``checkpoint.pt``, so a resumed run ends bit-identical to 
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-
-AVERAGING_KINDS = ("none", "ema", "lookahead")
-
-
-@dataclass
-class AveragingConfig:
-    """``kind``: none | ema | lookahead; ``decay`` per optimizer step in [0, 1); ``every``: steps
-    between updates; ``start_epoch``: first epoch that updates; ``power``: ramp exponent (0: none)."""
-
-    kind: Literal["none", "ema", "lookahead"] = "none"
-    decay: float = 0.95
-    every: int = 5
-    start_epoch: int = 0
-    power: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not (0.0 <= self.decay < 1.0):
-            raise ConfigError(f"optim.averaging.decay must lie in [0, 1), got {self.decay}")
-        if self.every < 1:
-            raise ConfigError(f"optim.averaging.every must be >= 1, got {self.every}")
-        if self.start_epoch < 0:
-            raise ConfigError(f"optim.averaging.start_epoch must be >= 0, got {self.start_epoch}")
-        if not (math.isfinite(self.power) and self.power >= 0):
-            raise ConfigError(f"optim.averaging.power must be a finite number >= 0, got {self.power}")
-
+from ..errors import CheckpointError
+from ..runs.config import AveragingConfig  # the config lives with RunConfig
 
 class WeightAveraging:
     """The shadow weights of one run (``total_steps``: optimizer steps of the whole run)."""

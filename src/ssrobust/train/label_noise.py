@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..noise.correction import ForwardCorrection, GoldLossCorrection
-from .strategies import STRATEGIES, StepOutput, Strategy
+from ..label_noise.correction import ForwardCorrection, GoldLossCorrection
+from .strategies import STRATEGIES, StepOutput, Strategy, no_classifier_loss
 
 
 @STRATEGIES.register("glc")
@@ -72,12 +72,6 @@ class ForwardCorrectionStrategy(Strategy):
         return StepOutput(logits, main, aux)
 
 
-def _no_classifier_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # Zero, but still connected to the classifier's parameters: DDP expects every parameter to
-    # take part in the graph, and the logged "main_loss" stays a tensor like in every run.
-    return logits.sum() * 0.0
-
-
 @STRATEGIES.register("ss_only")
 class SelfSupervisedOnly(Strategy):
     """Pretext-task losses only: the labels are ignored (rotation-only pretraining)."""
@@ -85,7 +79,7 @@ class SelfSupervisedOnly(Strategy):
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None,
                  extras: dict[str, torch.Tensor] | None = None) -> StepOutput:
-        logits, main, aux = net(x, y, generator, main_loss=_no_classifier_loss)
+        logits, main, aux = net(x, y, generator, main_loss=no_classifier_loss)
         if not aux:
             raise ConfigError("strategy 'ss_only' needs at least one pretext task in tasks")
         return StepOutput(logits, main, aux)

@@ -14,7 +14,7 @@ views join the in-distribution batch and its task views in **one** trunk forward
 normalizes both with one set of batch statistics, like the Outlier Exposure code that
 concatenates in- and out-distribution batches. ``weight`` defaults to that code's 0.5.
 
-The outlier set (an :class:`~ssrobust.ood.image_sets.ImageSetConfig`; default split ``train``) is
+The outlier set (an :class:`~ssrobust.data.image_sets.ImageSetConfig`; default split ``train``) is
 loaded at the first step and must have the training images' size. The joint forward uses the
 unwrapped network, so this strategy trains in one process (a DDP-wrapped network raises).
 """
@@ -29,10 +29,10 @@ from torch import nn
 
 from ..data.augment import apply_crop_flip, sample_crop_flip
 from ..errors import ConfigError
+from ..images import unit_float
 from ..tasks.base import PretextTask, TaskBatch, forward_with_tasks
 from ..tasks.rotation_translation import oe_uniform_loss
-from .label_noise import _no_classifier_loss
-from .strategies import STRATEGIES, StepOutput, Strategy
+from .strategies import STRATEGIES, StepOutput, Strategy, no_classifier_loss
 
 _OE_KEY = "__outlier_exposure__"
 
@@ -74,7 +74,7 @@ class OneClassOutlierExposure(Strategy):
     def __init__(self, outliers: Mapping[str, Any] | None = None, weight: float = 0.5,
                  batch_size: int | None = None, task: str = "rotation_translation",
                  augment: bool = True) -> None:
-        from ..ood.image_sets import image_set_config
+        from ..data.image_sets import image_set_config
 
         if outliers is None:
             raise ConfigError("strategy one_class_oe needs options.outliers, e.g. {source: cifar100, "
@@ -93,7 +93,7 @@ class OneClassOutlierExposure(Strategy):
         """The outlier set as uint8 ``[N, 3, H, W]`` on ``like``'s device (loaded once)."""
         if self._images is None or self._images.device != like.device:
             from ..data.loader import to_device_uint8
-            from ..ood.image_sets import load_image_set
+            from ..data.image_sets import load_image_set
 
             size = (int(like.shape[2]), int(like.shape[3]))
             images = load_image_set(self.outliers, size, "one_class_oe outliers")
@@ -110,14 +110,14 @@ class OneClassOutlierExposure(Strategy):
         g = torch.Generator().manual_seed(seed)
         b = self.batch_size or like.shape[0]
         idx = torch.randint(0, images.shape[0], (b,), generator=g).to(images.device)
-        x = images[idx].float().div_(255.0)
+        x = unit_float(images[idx])
         return apply_crop_flip(x, sample_crop_flip(b, generator=g)) if self.augment else x
 
     def __call__(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None,
                  extras: dict[str, torch.Tensor] | None = None) -> StepOutput:
         if self.weight == 0.0:  # exactly ss_only: nothing to add
-            logits, main, aux = net(x, y, generator, main_loss=_no_classifier_loss)
+            logits, main, aux = net(x, y, generator, main_loss=no_classifier_loss)
         else:
             logits, main, aux = self._joint_forward(net, x, y, generator)
         if not aux:
@@ -140,5 +140,5 @@ class OneClassOutlierExposure(Strategy):
                                            joint=core.joint_views)
         logits = core.model.forward_head(feats).float()
         oe = losses.pop(_OE_KEY).float()
-        main = _no_classifier_loss(logits, y) + self.weight * oe
+        main = no_classifier_loss(logits, y) + self.weight * oe
         return logits, main, {k: v.float() for k, v in losses.items()}

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..images import unit_float
 
 
 def usable_cores() -> int:
@@ -70,7 +71,7 @@ def init_model_from_data(model: nn.Module, images: np.ndarray, seed: int) -> int
     want = int(getattr(model, "data_init_images", len(images)))
     idx = np.random.default_rng([seed, 17]).permutation(len(images))[:want]
     batch = np.asarray(images[np.sort(idx)])  # sorted: sequential reads from a memory map
-    x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = unit_float(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2))
     hook(x)
     return len(idx)
 

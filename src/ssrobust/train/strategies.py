@@ -3,7 +3,7 @@
 ``standard`` forwards the (augmented) batch; adversarial strategies (in
 :mod:`ssrobust.train.adversarial`) first replace or extend it with attacked images. A strategy is
 called as ``strategy(net, x, y, generator, extras) -> StepOutput`` where ``net`` may be DDP-wrapped
-(the unwrapped :class:`~ssrobust.train.network.Network` is ``strategy.unwrap(net)``) and ``extras``
+(the unwrapped :class:`~ssrobust.runs.network.Network` is ``strategy.unwrap(net)``) and ``extras``
 holds per-sample side information from the loader (e.g. ``trusted`` for label-noise correction).
 """
 
@@ -25,7 +25,7 @@ class StepOutput:
     logits: torch.Tensor             # [B, K] for the labelled batch (training accuracy)
     main_loss: torch.Tensor
     aux_losses: dict[str, torch.Tensor]
-    inputs: torch.Tensor | None = None  # the images the losses were computed on, if not the batch
+    inputs: torch.Tensor | None = None  # the images the losses were computed on, if not the batch (x_adv)
 
 
 @dataclass
@@ -78,9 +78,14 @@ class Standard(Strategy):
         return StepOutput(logits, main, aux)
 
 
-def build_strategy(name: str, **options) -> Strategy:
-    cls = STRATEGIES.get(name)
-    try:
-        return cls(**options)
-    except TypeError as e:
-        raise TypeError(f"strategy {name!r}: {e}") from None
+def build_strategy(name: str, **options: Any) -> Strategy:
+    """A registered strategy (``STRATEGIES.build``)."""
+    return STRATEGIES.build(name, **options)
+
+
+def no_classifier_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The main loss of strategies that train no classifier (``ss_only``, ``one_class_oe``).
+
+    Zero, but still connected to the classifier's parameters: DDP expects every parameter to take
+    part in the graph, and the logged ``main_loss`` stays a tensor like in every run."""
+    return logits.sum() * 0.0

@@ -11,7 +11,7 @@ its state goes into checkpoints). The training loop calls, every step,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -39,7 +39,6 @@ class StepContext:
     # Returns a held-out minibatch (x, y) from the training data's validation pool (never test data).
     validation_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]] | None = None
     autocast: Callable[[], Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Weighting(nn.Module):
@@ -89,8 +88,5 @@ class FixedWeighting(Weighting):
 
 
 def build_weighting(name: str, weights: dict[str, float], **options: Any) -> Weighting:
-    cls = WEIGHTINGS.get(name)
-    try:
-        return cls(weights, **options)
-    except TypeError as e:
-        raise TypeError(f"weighting {name!r}: {e}") from None
+    """A registered weighting of the tasks' ``weights`` (``WEIGHTINGS.build``)."""
+    return WEIGHTINGS.build(name, weights, **options)

@@ -1,0 +1,11 @@
+"""Experiments: the only layer that trains, then evaluates, then reports.
+
+* :mod:`.run` — :func:`train_and_evaluate` (``ssrobust train``) and :func:`ensure_run` (resumable sweeps).
+* :mod:`.quickstart` — the two-run synthetic demo (``ssrobust quickstart``).
+* :mod:`.label_noise` — the label-corruption sweep (``ssrobust noise-sweep``).
+* :mod:`.one_class` — the one-class OOD sweep (``ssrobust one-class``).
+"""
+
+from .run import ensure_run, train_and_evaluate
+
+__all__ = ["ensure_run", "train_and_evaluate"]
