@@ -81,11 +81,20 @@ def model_card(run_dir: str | Path, threat_models: Sequence[str] | None = None) 
 
 def encoder_config(config: str | Path | dict | None = None, overrides: Sequence[str] = (),
                    **fields: Any) -> Any:
-    """An :class:`~ssrobust.experiments.encoders.EncoderEvalConfig` from a YAML preset (e.g.
-    ``configs/cpu/encoders_eval.yaml``) or a dict, ``key=value`` overrides and keyword fields."""
+    """An :class:`~ssrobust.experiments.encoders.EncoderEvalConfig` from a YAML preset (options
+    under ``encoders:``, e.g. ``configs/cpu/encoders_eval.yaml``) or a dict of options, ``key=value`` overrides and keyword fields."""
     from .experiments.encoders import EncoderEvalConfig
 
-    data = {} if config is None else dict(config) if isinstance(config, dict) else load_yaml(config)
+    if config is None or isinstance(config, dict):
+        data = dict(config or {})
+    else:  # a preset file holds its options under a top-level ``encoders:`` key
+        data = load_yaml(config)
+        if set(data) != {"encoders"} or not isinstance(data["encoders"], dict):
+            from .errors import ConfigError
+
+            raise ConfigError(f"encoders preset {config}: expected one top-level mapping 'encoders:' "
+                              f"of options (see configs/cpu/encoders_eval.yaml)")
+        data = data["encoders"]
     data = apply_overrides(data, list(overrides) + [f"{k}={_yaml_value(v)}" for k, v in fields.items()])
     return from_dict(EncoderEvalConfig, data, "encoders")
 

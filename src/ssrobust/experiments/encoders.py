@@ -156,17 +156,19 @@ def _depth_range(cfg: EncoderEvalConfig, depth: torch.Tensor) -> tuple[float, fl
     return lo, hi
 
 
+def _head_options(task: str, cfg: EncoderEvalConfig, train: Split) -> dict[str, Any]:
+    if task == "cls":
+        return {"num_classes": cfg.num_classes}
+    if task == "seg":
+        return {"num_classes": _seg_classes(cfg), "void": cfg.void}
+    lo, hi = _depth_range(cfg, train.y["depth"])
+    return {"min_depth": lo, "max_depth": hi, "num_bins": cfg.depth_bins}
+
+
 def build_heads(enc: Encoder, cfg: EncoderEvalConfig, train: Split) -> dict[str, nn.Module]:
     """One head per task, sized by probing the encoder at the image size."""
     shapes = probe(enc, tuple(train.x.shape[-2:]), cfg.device)
-    options: dict[str, dict[str, Any]] = {
-        "cls": {"num_classes": cfg.num_classes},
-        "seg": {"num_classes": _seg_classes(cfg), "void": cfg.void},
-    }
-    if "depth" in train.y:
-        lo, hi = _depth_range(cfg, train.y["depth"])
-        options["depth"] = {"min_depth": lo, "max_depth": hi, "num_bins": cfg.depth_bins}
-    return {t: build_head(t, shapes, **options[t]).to(cfg.device) for t in cfg.tasks}
+    return {t: build_head(t, shapes, **_head_options(t, cfg, train)).to(cfg.device) for t in cfg.tasks}
 
 
 def _task_attack(task: str, head: nn.Module, cfg: EncoderEvalConfig) -> Any:
