@@ -1,7 +1,7 @@
 """ssrobust: robust image models through self-supervised auxiliary tasks, and robustness evaluation.
 
 Python API: :func:`train`, :func:`evaluate`, :func:`evaluate_model`, :func:`report`,
-:func:`make_config`, :func:`model_card`. Components: ``ssrobust.models``, ``ssrobust.tasks``, ``ssrobust.attacks``,
+:func:`make_config`, :func:`model_card`, :func:`evaluate_encoders`. Components: ``ssrobust.models``, ``ssrobust.tasks``, ``ssrobust.attacks``,
 ``ssrobust.corruptions``, ``ssrobust.ood``, ``ssrobust.label_noise``.
 
 The package root is lazy: the API functions are imported on first use, so importing a component
@@ -18,10 +18,10 @@ from typing import Any
 from ._version import __version__
 
 _API = {"train": ".api", "evaluate": ".api", "make_config": ".api", "model_card": ".api",
-        "report": ".api", "evaluate_model": ".eval.evaluate"}
+        "report": ".api", "evaluate_model": ".eval.evaluate", "evaluate_encoders": ".api"}
 
 __all__ = ["train", "evaluate", "evaluate_model", "report", "make_config", "model_card",
-           "__version__"]
+           "evaluate_encoders", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,7 @@
 >>> ssrobust.evaluate(run, suites=["clean", "corruptions"])
 >>> ssrobust.report([run], out="report/")
 >>> ssrobust.model_card(run)["cards"]["Linf"]["model_info"]   # RobustBench fields
+>>> ssrobust.evaluate_encoders([run, my_module], out="encoders/", tasks=["cls", "seg"])
 """
 
 from __future__ import annotations
@@ -76,3 +77,42 @@ def model_card(run_dir: str | Path, threat_models: Sequence[str] | None = None) 
     from .report.robustbench import robustbench_cards
 
     return robustbench_cards(load_results(Path(run_dir)), threat_models)
+
+
+def encoder_config(config: str | Path | dict | None = None, overrides: Sequence[str] = (),
+                   **fields: Any) -> Any:
+    """An :class:`~ssrobust.experiments.encoders.EncoderEvalConfig` from a YAML preset (options
+    under ``encoders:``, e.g. ``configs/cpu/encoders_eval.yaml``) or a dict of options, ``key=value`` overrides and keyword fields."""
+    from .experiments.encoders import EncoderEvalConfig
+
+    if config is None or isinstance(config, dict):
+        data = dict(config or {})
+    else:  # a preset file holds its options under a top-level ``encoders:`` key
+        data = load_yaml(config)
+        if set(data) != {"encoders"} or not isinstance(data["encoders"], dict):
+            from .errors import ConfigError
+
+            raise ConfigError(f"encoders preset {config}: expected one top-level mapping 'encoders:' "
+                              f"of options (see configs/cpu/encoders_eval.yaml)")
+        data = data["encoders"]
+    data = apply_overrides(data, list(overrides) + [f"{k}={_yaml_value(v)}" for k, v in fields.items()])
+    return from_dict(EncoderEvalConfig, data, "encoders")
+
+
+def evaluate_encoders(encoders: Sequence[Any] | dict[str, Any], out: str | Path,
+                      tasks: Sequence[str] | None = None, config: str | Path | dict | None = None,
+                      overrides: Sequence[str] = (), report: bool = True, **fields: Any) -> dict[str, Any]:
+    """Evaluate encoders (run directories and/or ``nn.Module``s; a dict names them) on the
+    downstream tasks (``cls``, ``seg``, ``depth``), clean, under the embedding attack and under
+    each task's attack; writes ``out/results.json`` (and ``out/report/`` unless ``report=False``)
+    and returns its content. Options: see docs/encoders.md (``config``, ``overrides``, ``fields``)."""
+    from .experiments.encoders import run_encoder_eval
+
+    if tasks is not None:
+        fields["tasks"] = list(tasks)
+    result = run_encoder_eval(encoders, out, encoder_config(config, overrides, **fields))
+    if report:
+        from .report.render import render_runs
+
+        render_runs([Path(out)], Path(out) / "report", title="Encoders across downstream tasks")
+    return result

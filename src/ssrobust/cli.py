@@ -234,6 +234,34 @@ def _one_class(a: argparse.Namespace) -> int:
     return 0
 
 
+def _setup_encoders(p: argparse.ArgumentParser) -> None:
+    p.add_argument("args", nargs="+", metavar="RUN... [key=value]",
+                   help="run directories (encoders) and evaluation options, e.g. head_epochs=5 steps=10")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated among cls, seg, depth (default: the preset's, else all three)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (results.json, report/)")
+    p.add_argument("--preset", type=Path, default=None,
+                   help="a YAML file of options, e.g. configs/cpu/encoders_eval.yaml (key=value wins)")
+    p.add_argument("--no-report", action="store_true", help="write results.json only")
+
+
+@command("encoders")(_setup_encoders)
+def _encoders(a: argparse.Namespace) -> int:
+    """Encoders across downstream tasks: heads on frozen encoders, clean and attacked."""
+    from .api import evaluate_encoders
+
+    runs = [x for x in a.args if "=" not in x]
+    if not runs:
+        raise SsrobustError("encoders: give at least one run directory")
+    for r in runs:
+        if not Path(r).is_dir():
+            raise SsrobustError(f"encoder run directory {r} does not exist or is not a folder")
+    tasks = [t for t in a.tasks.split(",") if t] if a.tasks is not None else None
+    evaluate_encoders(runs, a.out, tasks, a.preset, [x for x in a.args if "=" in x], report=not a.no_report)
+    print(f"results: {a.out / 'results.json'}" + ("" if a.no_report else f"; report: {a.out / 'report' / 'report.html'}"))
+    return 0
+
+
 class _IntermixedParser(argparse.ArgumentParser):
     """Sub-command parser whose flags and positionals may come in any order, e.g. ``train cfg.yaml
     --overwrite epochs=1`` (plain argparse stops collecting ``nargs="*"`` positionals at the first

@@ -86,3 +86,22 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def heatmap(values: Sequence[Sequence[float | None]], rows: Sequence[str], cols: Sequence[str], path: Path,
+            title: str, label: str, scale: float = 100.0) -> Path | None:
+    """A ``rows x cols`` grid of fractions (shown as ``scale`` x value, blank where None), annotated."""
+    if not rows or not cols:
+        return None
+    grid = np.array([[np.nan if v is None else scale * v for v in r] for r in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(cols) + 2), max(2.2, 0.45 * len(rows) + 1.4)))
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", vmin=0, vmax=scale)
+    ax.set_xticks(np.arange(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(np.arange(len(rows)), rows)
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
+                    color="white" if v < 0.6 * scale else "black")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title)
+    return _save(fig, path)

@@ -22,7 +22,7 @@ FIGURES = "figures"
 REPORT_MANIFEST = ".ssrobust-report.json"  # the files the last report wrote
 
 # Known suites first, in the order a reader wants them; any other registered suite follows.
-SUITE_ORDER = ["clean", "corruptions", "adversarial", "ood", "one_class", "label_noise"]
+SUITE_ORDER = ["clean", "corruptions", "adversarial", "ood", "one_class", "label_noise", "encoders"]
 
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;"

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data.base import DatasetSplits
+from ..errors import CheckpointError
 from .splits import load_splits
 from .checkpoint import load_checkpoint, load_state_strict
 from .config import RunConfig
@@ -44,3 +45,16 @@ def load_run(run_dir: str | Path, device: str | None = None,
     load_state_strict(net, ck["network"], f"{run_dir / MODEL}")
     net.eval()
     return LoadedRun(run_dir, cfg, splits, net, dev, Precision.resolve(cfg.precision, dev))
+
+
+def load_network(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[RunConfig, Network]:
+    """The trained network of ``run_dir`` (eval mode, on ``device``) and its config, without loading
+    the run's data: the number of classes comes from ``model.pt``."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    ck = load_checkpoint(run_dir / MODEL, map_location=device)
+    if not isinstance(ck.get("num_classes"), int):
+        raise CheckpointError(f"{run_dir / MODEL} records no num_classes; expected a model.pt written by ssrobust")
+    net = build_network(cfg, ck["num_classes"]).to(device)
+    load_state_strict(net, ck["network"], f"{run_dir / MODEL}")
+    return cfg, net.eval()
