@@ -122,7 +122,7 @@ def local_executor(folder: Path, timeout_min: int = 7 * 24 * 60):
 
 
 def run_local(jobs: Sequence[Job], folder: Path, parallel: int, executor: Any = None,
-              on_end: Callable[[Outcome], None] = lambda o: None, poll_s: float = 0.5) -> list[Outcome]:
+              on_end: Callable[[Outcome], None] = lambda o: None, poll_s: float = 0.2) -> list[Outcome]:
     """Run ``jobs`` at most ``parallel`` at a time through submitit's local (or the given)
     executor; every job runs, whatever the others do. Returns their outcomes in order."""
     ex = executor if executor is not None else local_executor(folder)
@@ -156,7 +156,7 @@ def slurm_parameters(res: SlurmResources, name: str) -> dict[str, Any]:
     if res.gpus_per_node:
         params["gpus_per_node"] = res.gpus_per_node
     if res.mem_gb is not None:
-        params["mem"] = f"{res.mem_gb}GB"
+        params["mem"] = f"{res.mem_gb:g}GB"
     if res.setup:
         params["setup"] = list(res.setup)
     if res.additional:
