@@ -164,3 +164,13 @@ def test_zip_and_arms_axes_name_the_runs_and_a_later_base_wins(tmp_path):
     assert cfg["plain_lr0.2_tasks_s1"].tasks == [] and cfg["plain_lr0.2_tasks_s1"].optim.lr == 0.2
     assert cfg["other_lr0.1_tasks-rotation-0.5_s0"].epochs == 3
     assert cfg["other_lr0.1_tasks-rotation-0.5_s0"].tasks == ["rotation:0.5"]
+
+
+@pytest.mark.parametrize("spec", sorted((Path(__file__).parents[2] / "configs" / "sweeps").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_the_shipped_specs_load_and_name_their_baseline(spec):
+    loaded = load_spec(spec)
+    assert loaded.runs() and len(loaded.seeds) >= 3
+    assert loaded.baseline is None or loaded.baseline in {a.name for a in loaded.arms}
+    if spec.stem != "kim_cpu":  # paper scale: ready for Slurm
+        assert loaded.slurm.gpus_per_node >= 1

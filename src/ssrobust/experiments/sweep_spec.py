@@ -9,7 +9,7 @@ A spec (YAML, see docs/sweeps.md)::
       - arms: {none: ["tasks=[]"], rotation: ["tasks=[rotation:0.5]"],
                meta: {base: ../cpu/kim_four_task_meta.yaml, overrides: []}}
       - grid: {optim.lr: [0.1, 0.05]}     # the product over its keys
-      - zip: {epochs: [1, 2], optim.lr: [0.1, 0.2]}   # i-th values together
+      - zip: {epochs: [1, 2], optim.lr: [0.1, 0.2], _labels: [short, long]}   # i-th values together
     seeds: [0, 1, 2]
     baseline: none                        # arm of the paired differences
     metrics: [clean.accuracy, corruptions.mean_accuracy_all]   # paths under results.json suites
@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..runs.config import RunConfig
-from ..typedconfig import load_yaml
+from ..typedconfig import apply_overrides, from_dict, load_yaml
 
 SPEC_KEYS = ("name", "base", "out", "overrides", "axes", "seeds", "baseline", "metrics", "slurm")
 DEFAULT_METRICS = ("clean.accuracy",)
@@ -74,11 +74,9 @@ class SweepRun:
 
     def config(self, out: Path, threads: int | None = None) -> RunConfig:
         """The run's config: base, then the arm's overrides, then seed, name, folder, threads."""
-        from ..api import make_config
-
         fixed = [f"seed={self.seed}", f"name={self.name}", f"out_dir={out}", "progress=false",
                  f"threads={'null' if threads is None else threads}"]
-        return make_config(self.base, [*self.overrides, *fixed])
+        return from_dict(RunConfig, apply_overrides(load_yaml(self.base), [*self.overrides, *fixed]))
 
 
 @dataclass
@@ -123,6 +121,8 @@ def _key_axis(path: Path, values: Any, zipped: bool) -> list[tuple[str, list[str
     kind = "zip" if zipped else "grid"
     if not isinstance(values, dict) or not values or not all(isinstance(v, list) and v for v in values.values()):
         raise _fail(path, f"axes: {kind} must map keys to non-empty lists, got {values!r}")
+    values = dict(values)
+    labels = values.pop("_labels", None)  # names of the combinations instead of key+value
     keys = list(values)
     if zipped:
         if len({len(v) for v in values.values()}) != 1:
@@ -131,8 +131,12 @@ def _key_axis(path: Path, values: Any, zipped: bool) -> list[tuple[str, list[str
         combos = list(zip(*values.values()))
     else:
         combos = list(itertools.product(*values.values()))
-    return [("_".join(_label(k, v) for k, v in zip(keys, combo)),
-             [f"{k}={_value_text(v)}" for k, v in zip(keys, combo)], None) for combo in combos]
+    if labels is not None and len(labels) != len(combos):
+        raise _fail(path, f"axes: {kind} _labels has {len(labels)} names for {len(combos)} combinations")
+    names = [str(x) for x in labels] if labels is not None else [
+        "_".join(_label(k, v) for k, v in zip(keys, combo)) for combo in combos]
+    return [(name, [f"{k}={_value_text(v)}" for k, v in zip(keys, combo)], None)
+            for name, combo in zip(names, combos)]
 
 
 def _arms_axis(path: Path, arms: Any) -> list[tuple[str, list[str], Path | None]]:
@@ -185,8 +189,6 @@ def _str_list(path: Path, data: dict, key: str, default: Any) -> list:
 
 
 def _slurm(path: Path, data: Any) -> SlurmResources:
-    from ..typedconfig import from_dict
-
     try:
         return from_dict(SlurmResources, data or {}, "slurm")
     except ConfigError as e:
