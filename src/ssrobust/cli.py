@@ -252,15 +252,14 @@ def _setup_sweep(p: argparse.ArgumentParser) -> None:
 @command("sweep")(_setup_sweep)
 def _sweep(a: argparse.Namespace) -> int:
     """Run a sweep spec (arms x seeds) locally or on Slurm; pool the seeds into intervals."""
-    from .experiments.sweep import SUMMARY_MD, dry_run_lines, plan, run_sweep, summarize, threads_per_job
+    from .experiments.sweep import SUMMARY_MD, dry_run_lines, job_threads, plan, run_sweep, summarize
     from .experiments.sweep_spec import load_spec
 
     spec = load_spec(a.spec, a.out)
     if a.parallel < 1:
         raise SsrobustError(f"--parallel must be >= 1, got {a.parallel}")
     if a.dry_run:
-        threads = threads_per_job(a.parallel) if a.executor == "local" else None
-        print("\n".join(dry_run_lines(plan(spec, threads))))
+        print("\n".join(dry_run_lines(plan(spec, job_threads(spec, a.executor, a.parallel)))))
         return 0
     if a.summary_only:
         summarize(spec)

@@ -132,6 +132,7 @@ def test_slurm_submits_one_array_with_the_spec_resources(tmp_path, monkeypatch):
     assert len(pickles) == 3
     sub = submitit.core.utils.DelayedSubmission.load(pickles[0])
     assert sub.function.__name__ == "run_job" and sub.args[0].run.name in {o.name for o in outcomes}
+    assert sub.args[0].threads == 6  # each task's torch threads: the cpus it asked Slurm for
 
 
 @pytest.mark.parametrize("change, message", [

@@ -38,6 +38,14 @@ def threads_per_job(parallel: int) -> int:
     return max(1, usable_cores() // parallel)
 
 
+def job_threads(spec: SweepSpec, executor: str, parallel: int) -> int | None:
+    """Torch threads of each job: local ``cores // parallel``; Slurm the ``cpus_per_task`` it asks
+    for; debug (in this process) PyTorch's default."""
+    if executor == "local":
+        return threads_per_job(parallel)
+    return spec.slurm.cpus_per_task if executor == "slurm" else None
+
+
 def plan(spec: SweepSpec, threads: int | None) -> list[Planned]:
     """Every run with its state; a run's config uses ``threads`` unless it started with others."""
     out = []
@@ -63,7 +71,7 @@ def run_sweep(spec: SweepSpec, executor: str = "local", parallel: int = 1,
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if parallel < 1:
         raise ConfigError(f"--parallel must be >= 1, got {parallel}")
-    threads = threads_per_job(parallel) if executor == "local" else None
+    threads = job_threads(spec, executor, parallel)
     make_dir(spec.out, "sweep folder")
     with DirLock(spec.out, "sweep folder"):
         planned = plan(spec, threads)

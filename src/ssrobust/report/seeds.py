@@ -16,7 +16,9 @@ from .base import Section, Table, fmt
 
 # Config keys that do not make two runs different experiments.
 NOT_THE_EXPERIMENT = ("seed", "name", "out_dir", "threads", "progress", "log_every")
-_SKIP_METRICS = {"n", "time_s", "loss", "schema_version"}
+# Numbers of a suite record that are settings or bookkeeping, not results.
+_SKIP_METRICS = {"n", "time_s", "loss", "schema_version", "eps", "unbounded_eps", "reruns", "max_images",
+                 "seconds", "steps", "step_size", "seed"}
 
 
 def metric_value(result: Mapping[str, Any], metric: str) -> float | None:
