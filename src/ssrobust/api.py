@@ -62,12 +62,15 @@ def evaluate(run_dir: str | Path, suites: Sequence[str] | None = None,
     return evaluate_run(run_dir, suites, options, device, verify=verify)
 
 
-def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "ssrobust report") -> Path:
+def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "ssrobust report",
+           baseline: str | None = None) -> Path:
     """Render one report (``report.md``, ``report.html``, ``results.json``, ``figures/``) comparing
-    runs into ``out``; other files in ``out`` (e.g. the runs themselves) are left alone."""
+    runs into ``out``; other files in ``out`` (e.g. the runs themselves) are left alone. Runs that
+    differ only in seed are pooled (mean, sd, 95% interval), with differences paired by seed
+    against the ``baseline`` group when given."""
     from .report.render import render_runs
 
-    return render_runs([Path(r) for r in run_dirs], Path(out), title=title)
+    return render_runs([Path(r) for r in run_dirs], Path(out), title=title, baseline=baseline)
 
 
 def model_card(run_dir: str | Path, threat_models: Sequence[str] | None = None) -> dict[str, Any]:

@@ -99,13 +99,15 @@ def _setup_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--title", default="ssrobust report")
+    p.add_argument("--baseline", default=None,
+                   help="seed group (run name without _s<seed>) to pair differences against")
 
 
 @command("report")(_setup_report)
 def _report(a: argparse.Namespace) -> int:
     from .api import report
 
-    out = report(a.run_dirs, a.out, a.title)
+    out = report(a.run_dirs, a.out, a.title, baseline=a.baseline)
     print(f"report: {out / 'report.html'} and {out / 'report.md'}")
     return 0
 
@@ -259,6 +261,47 @@ def _encoders(a: argparse.Namespace) -> int:
     tasks = [t for t in a.tasks.split(",") if t] if a.tasks is not None else None
     evaluate_encoders(runs, a.out, tasks, a.preset, [x for x in a.args if "=" in x], report=not a.no_report)
     print(f"results: {a.out / 'results.json'}" + ("" if a.no_report else f"; report: {a.out / 'report' / 'report.html'}"))
+    return 0
+
+
+def _setup_sweep(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, help="a sweep spec, e.g. configs/sweeps/kim_cpu.yaml (docs/sweeps.md)")
+    p.add_argument("--executor", choices=("local", "slurm", "debug"), default="local",
+                   help="local: submitit processes on this machine; slurm: one job array; "
+                        "debug: in this process")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="local jobs at once; each gets cores // N torch threads")
+    p.add_argument("--out", type=Path, default=None, help="sweep folder (default: the spec's out)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and which are done; launch nothing")
+    p.add_argument("--summary-only", action="store_true",
+                   help="pool the finished runs into the summary; launch nothing (e.g. after a Slurm array)")
+
+
+@command("sweep")(_setup_sweep)
+def _sweep(a: argparse.Namespace) -> int:
+    """Run a sweep spec (arms x seeds) locally or on Slurm; pool the seeds into intervals."""
+    from .experiments.sweep import SUMMARY_MD, dry_run_lines, job_threads, plan, run_sweep, summarize
+    from .experiments.sweep_spec import load_spec
+
+    spec = load_spec(a.spec, a.out)
+    if a.parallel < 1:
+        raise SsrobustError(f"--parallel must be >= 1, got {a.parallel}")
+    if a.dry_run:
+        print("\n".join(dry_run_lines(plan(spec, job_threads(spec, a.executor, a.parallel)))))
+        return 0
+    if a.summary_only:
+        summarize(spec)
+    else:
+        outcomes = run_sweep(spec, a.executor, a.parallel)
+        failed = [o for o in outcomes if o.status == "failed"]
+        if failed:
+            print(f"{len(failed)} of {len(outcomes)} runs failed; fix and rerun the same command "
+                  f"(finished runs are skipped)", file=sys.stderr)
+            return 1
+        if a.executor == "slurm":
+            print(f"submitted; when the array is done: ssrobust sweep {a.spec} --summary-only")
+            return 0
+    print(f"summary: {spec.out / SUMMARY_MD}")
     return 0
 
 

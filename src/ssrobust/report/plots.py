@@ -49,6 +49,27 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: st
     return _save(fig, path)
 
 
+def error_bars(series: dict[str, dict[str, dict]], path: Path, title: str) -> Path | None:
+    """One panel per metric: each arm's ``mean`` with its ``[low, high]`` interval as error bars
+    (no bar when the interval is unknown, n = 1). ``series[metric][arm] = {mean, low, high, n}``."""
+    series = {m: arms for m, arms in series.items() if arms}
+    if not series:
+        return None
+    fig, axes = plt.subplots(len(series), 1, figsize=(6, 2.6 * len(series)), squeeze=False)
+    for ax, (metric, arms) in zip(axes[:, 0], series.items()):
+        names = list(arms)
+        means = [arms[a]["mean"] for a in names]
+        err = [[0.0 if arms[a]["low"] is None else arms[a]["mean"] - arms[a]["low"] for a in names],
+               [0.0 if arms[a]["high"] is None else arms[a]["high"] - arms[a]["mean"] for a in names]]
+        ax.errorbar(np.arange(len(names)), means, yerr=err, fmt="o", capsize=4)
+        ax.set_xticks(np.arange(len(names)), [f"{a} (n={arms[a]['n']})" for a in names],
+                      rotation=30 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+        ax.set_ylabel(metric)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_title(title)
+    return _save(fig, path)
+
+
 def training_curves(results: list[dict], names: list[str], path: Path) -> Path | None:
     """Validation accuracy and training loss per epoch, from each run's metrics.jsonl."""
     from ..runfiles import read_metrics

@@ -45,11 +45,14 @@ def load_results(run_dir: Path) -> dict:
     return res
 
 
-def render_runs(run_dirs: Sequence[Path], out: Path, title: str = "ssrobust report") -> Path:
+def render_runs(run_dirs: Sequence[Path], out: Path, title: str = "ssrobust report",
+                baseline: str | None = None) -> Path:
+    """``baseline``: the seed group (run name without ``_s<seed>``) the Seeds section's paired
+    differences are taken against."""
     if not run_dirs:
         raise ValueError("report needs at least one run directory")
     results = [load_results(d) for d in run_dirs]
-    return render_results(results, out, title)
+    return render_results(results, out, title, baseline=baseline)
 
 
 def _unique_names(results: list[dict]) -> list[str]:
@@ -62,7 +65,7 @@ def _unique_names(results: list[dict]) -> list[str]:
 
 
 def render_results(results: list[dict], out: Path, title: str = "ssrobust report",
-                   intro: str = "") -> Path:
+                   intro: str = "", baseline: str | None = None) -> Path:
     """Render result dicts (``results.json`` contents) side by side into ``out``: ``report.md``,
     ``report.html``, ``results.json`` and ``figures/``.
 
@@ -80,7 +83,7 @@ def render_results(results: list[dict], out: Path, title: str = "ssrobust report
             stage = out / f".report.tmp{os.getpid()}"
             shutil.rmtree(stage, ignore_errors=True)  # our own temp folder, left by a crash
             try:
-                _render_into(stage, results, title, intro)
+                _render_into(stage, results, title, intro, baseline)
                 _publish(stage, out)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
@@ -91,9 +94,11 @@ def render_results(results: list[dict], out: Path, title: str = "ssrobust report
     return out
 
 
-def _render_into(stage: Path, results: list[dict], title: str, intro: str) -> None:
+def _render_into(stage: Path, results: list[dict], title: str, intro: str,
+                 baseline: str | None = None) -> None:
     """Write the whole report into the empty folder ``stage``."""
     from . import plots
+    from .seeds import seed_groups, seeds_section
 
     (stage / FIGURES).mkdir(parents=True)
     names = _unique_names(results)
@@ -102,6 +107,13 @@ def _render_into(stage: Path, results: list[dict], title: str, intro: str) -> No
     if curves is not None:
         sections[0].figures.append(curves)
     sections[0].figures += _task_weight_plots(results, names, stage / FIGURES)
+    groups = seed_groups(results, names)
+    if baseline is not None and baseline not in groups:
+        raise ConfigError(f"--baseline {baseline!r} is not a seed group of these runs; groups: "
+                          f"{', '.join(groups)}")
+    seeds = seeds_section(groups, stage / FIGURES, baseline=baseline)
+    if seeds is not None:
+        sections.append(seeds)
     suites = [s for s in SUITE_ORDER if any(s in r.get("suites", {}) for r in results)]
     suites += sorted({s for r in results for s in r.get("suites", {})} - set(suites))
     for suite in suites:
