@@ -16,20 +16,23 @@ from ..typedconfig import from_dict
 
 # The CPU-scale recipe shared by both runs; every value here is an ordinary config key.
 QUICKSTART_BASE: dict[str, Any] = {
-    "epochs": 8,
+    "epochs": 10,
     "seed": 0,
     "precision": "auto",
+    "channels_last": "auto",
     "log_every": 10,
-    "data": {"source": "synthetic", "num_train": 3000, "num_test": 1000, "val_size": 300, "batch_size": 128},
-    "model": {"name": "tiny", "kwargs": {"width": 16}},
-    "optim": {"lr": 0.1, "weight_decay": 5e-4},
+    "data": {"source": "synthetic", "num_train": 3000, "num_test": 1000, "val_size": 300, "batch_size": 128,
+             "flip": "alternating"},
+    "model": {"name": "fastnet", "kwargs": {"widths": [32, 64, 64]}},
+    "optim": {"lr": 0.2, "weight_decay": 5e-4, "warmup_epochs": 1},
 }
 
 # Suites (with CPU-scale options) added to the report when their modules are installed.
 QUICKSTART_SUITES: dict[str, dict[str, Any]] = {
     "clean": {},
     "corruptions": {"max_images": 300},
-    "adversarial": {"max_images": 100, "sweep_steps": 10, "gradient_free_images": 50, "square_queries": 1000},
+    "adversarial": {"max_images": 100, "sweep_steps": 10, "gradient_free_images": 50, "spsa_steps": 10,
+                    "spsa_samples": 16, "square_queries": 500, "autoattack": False},
     "ood": {"max_images": 500},
 }
 
