@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ssrobust.api import make_config
-from ssrobust.train import fit
+from ssrobust.experiments import train_and_evaluate
 
 CPU = Path(__file__).resolve().parents[2] / "configs" / "cpu"
 PRESETS = sorted(CPU.glob("adversarial_*.yaml"))
@@ -61,7 +61,7 @@ def test_preset_trains_and_evaluates_when_shrunk(tmp_path: Path, stem: str) -> N
         "sweep_linf: [0.0, 0.01568627450980392], sweep_l2: [0.0]}"])
     before = torch.get_num_threads()
     try:
-        run = fit(cfg)
+        run = train_and_evaluate(cfg)
     finally:
         torch.set_num_threads(before)  # threads=1 is process-wide
     res = json.loads((run / "results.json").read_text())
