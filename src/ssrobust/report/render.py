@@ -93,7 +93,7 @@ def render_results(results: list[dict], out: Path, title: str = "ssrobust report
 
 def _render_into(stage: Path, results: list[dict], title: str, intro: str) -> None:
     """Write the whole report into the empty folder ``stage``."""
-    from . import plots
+    from . import contrastive, plots
 
     (stage / FIGURES).mkdir(parents=True)
     names = _unique_names(results)
@@ -110,6 +110,9 @@ def _render_into(stage: Path, results: list[dict], title: str, intro: str) -> No
             sections.append(SECTIONS.get(suite)(runs, stage / FIGURES))
         else:
             sections.append(Section(f"Suite `{suite}`", "No renderer is registered; raw records are in results.json."))
+    schemes = contrastive.scheme_section(results)  # AdvCL: pretraining x finetuning, from configs
+    if schemes is not None:
+        sections.append(schemes)
     (stage / "report.md").write_text(_markdown(title, intro, sections, stage))
     (stage / "report.html").write_text(_html(title, intro, sections, stage))
     (stage / "results.json").write_text(json.dumps({"runs": dict(zip(names, results))}, indent=1) + "\n")
