@@ -128,25 +128,32 @@ class ContrastivePretraining(Strategy):
     def prepare(self, ctx: PrepareContext) -> None:
         """Add the heads (and BatchNorm branches) to the network; for ``advcl`` compute (or read
         from the cache) the pseudo-labels and hand them to the loader as the extra
-        ``pseudo_labels`` (int64 ``[N, len(ks)]``)."""
-        net = ctx.net
-        if len(net.tasks):
+        ``pseudo_labels`` (int64 ``[N, len(ks)]``, column ``i`` for ``K = ks[i]``)."""
+        if len(ctx.net.tasks):
             raise ConfigError(f"strategy 'contrastive' trains no pretext tasks; remove tasks "
-                              f"{', '.join(net.tasks)}")
+                              f"{', '.join(ctx.net.tasks)}")
+        ks: tuple[int, ...] = ()
+        if self.mode == "advcl":
+            labels = pseudo_labels_for_run(self.pl_run, ctx, self.pl_ks, self.min_cluster_size, self.pl_cache)
+            ks = tuple(sorted(labels))
+            ctx.splits.train.extras[PSEUDO_LABELS] = torch.stack(
+                [torch.as_tensor(labels[k]) for k in ks], dim=1).numpy()
+            self.batch_extras = (PSEUDO_LABELS,)
+        self.attach(ctx.net, ks, ctx.device)
+
+    def attach(self, net: nn.Module, ks: Sequence[int], device: torch.device) -> None:
+        """Add the projection head, the pseudo-label heads for ``ks`` (``advcl``) and the
+        BatchNorm branches (``dual_bn``) to ``net`` as the submodule ``contrastive``."""
         branches = BRANCHES if self.dual_bn else None
         heads = nn.ModuleDict({"projection": ProjectionHead.for_backbone(net.model, self.projection_dim,
                                                                          branches)})
         if self.mode == "advcl":
-            labels = pseudo_labels_for_run(self.pl_run, ctx, self.pl_ks, self.min_cluster_size, self.pl_cache)
-            self.ks = tuple(sorted(labels))
+            self.ks = tuple(int(k) for k in ks)
             heads["pseudo_labels"] = PseudoLabelHeads(net.model.num_features, self.ks)
-            ctx.splits.train.extras[PSEUDO_LABELS] = torch.stack(
-                [torch.as_tensor(labels[k]) for k in self.ks], dim=1).numpy()
-            self.batch_extras = (PSEUDO_LABELS,)
         if self.dual_bn:
             convert_batchnorm(net.model, BRANCHES)
-        net.add_module(HEADS, heads.to(ctx.device))
-        net.model.to(ctx.device)
+        net.add_module(HEADS, heads.to(device))
+        net.model.to(device)
 
     # ------------------------------------------------------------------ one step
 
