@@ -134,3 +134,10 @@ def test_tasks_are_refused(tmp_path):
     cfg = make_config(dict(pretrain_config(tmp_path, "simclr"), tasks=["rotation"]))
     with pytest.raises(ConfigError, match="trains no pretext tasks"):
         fit(cfg)
+
+
+def test_evaluating_a_pretraining_run_says_to_finetune_it(tmp_path):
+    from ssrobust.runs.load import load_run
+    run = fit(make_config(pretrain_config(tmp_path, "simclr")))
+    with pytest.raises(ConfigError, match="is a contrastive pretraining run .*finetune it"):
+        load_run(run)
