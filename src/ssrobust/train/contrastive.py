@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .. import distributed as dist
 from ..attacks import PGD, attack_mode
 from ..attacks.objectives import Objective
 from ..contrastive import (ADVCL_KS, ContrastiveObjective, NTXentLoss, ProjectionHead,
@@ -129,6 +130,8 @@ class ContrastivePretraining(Strategy):
         """Add the heads (and BatchNorm branches) to the network; for ``advcl`` compute (or read
         from the cache) the pseudo-labels and hand them to the loader as the extra
         ``pseudo_labels`` (int64 ``[N, len(ks)]``, column ``i`` for ``K = ks[i]``)."""
+        if dist.world_size() > 1:  # the heads and views run on the unwrapped network
+            raise ConfigError("strategy 'contrastive' trains in one process; run it without torchrun")
         if len(ctx.net.tasks):
             raise ConfigError(f"strategy 'contrastive' trains no pretext tasks; remove tasks "
                               f"{', '.join(ctx.net.tasks)}")
