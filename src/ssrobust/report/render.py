@@ -97,7 +97,7 @@ def render_results(results: list[dict], out: Path, title: str = "ssrobust report
 def _render_into(stage: Path, results: list[dict], title: str, intro: str,
                  baseline: str | None = None) -> None:
     """Write the whole report into the empty folder ``stage``."""
-    from . import plots
+    from . import contrastive, plots
     from .seeds import seed_groups, seeds_section
 
     (stage / FIGURES).mkdir(parents=True)
@@ -122,6 +122,9 @@ def _render_into(stage: Path, results: list[dict], title: str, intro: str,
             sections.append(SECTIONS.get(suite)(runs, stage / FIGURES))
         else:
             sections.append(Section(f"Suite `{suite}`", "No renderer is registered; raw records are in results.json."))
+    schemes = contrastive.scheme_section(results)  # AdvCL: pretraining x finetuning, from configs
+    if schemes is not None:
+        sections.append(schemes)
     (stage / "report.md").write_text(_markdown(title, intro, sections, stage))
     (stage / "report.html").write_text(_html(title, intro, sections, stage))
     (stage / "results.json").write_text(json.dumps({"runs": dict(zip(names, results))}, indent=1) + "\n")

@@ -38,6 +38,7 @@ class AveragingConfig:
 
 
 TASK_FORWARDS = ("auto", "joint", "separate")
+FREEZE_MODES = ("none", "backbone")  # what a run does not train (see ssrobust.train.freeze)
 DEFAULT_TASK_WEIGHT = 0.5
 
 
@@ -143,6 +144,8 @@ class RunConfig:
     constructor options per task in ``task_options`` (e.g. ``{rotation: {separate_clean: true}}``).
     ``init_from``: a run directory (or its ``model.pt``) whose backbone, and the heads of the tasks
     both runs have, initialise this run (e.g. rotation-only pretraining, then fine-tuning).
+    ``freeze``: ``none`` or ``backbone`` (train only the classifier ``fc`` on the frozen,
+    eval-mode backbone: linear finetuning, e.g. from ``init_from``).
     ``task_forward``: ``joint`` (one concatenated trunk forward for the batch and all task views;
     BatchNorm sees them together), ``separate`` (one forward per view group; each task's gradient
     only traverses its own views) or ``auto`` (``separate`` when the weighting needs per-task
@@ -170,6 +173,7 @@ class RunConfig:
     strategy: ComponentConfig = field(default_factory=lambda: ComponentConfig("standard"))
     eval: EvalConfig = field(default_factory=EvalConfig)
     init_from: str | None = None
+    freeze: str = "none"
     task_forward: str = "auto"
 
     def __post_init__(self) -> None:
@@ -179,6 +183,8 @@ class RunConfig:
                               f"got {self.task_forward!r}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.freeze not in FREEZE_MODES:
+            raise ConfigError(f"freeze must be one of {', '.join(FREEZE_MODES)}, got {self.freeze!r}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1 (or null: automatic), got {self.threads}")
         if self.data.batch_size < 1:

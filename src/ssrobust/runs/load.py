@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data.base import DatasetSplits
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from .splits import load_splits
 from .checkpoint import load_checkpoint, load_state_strict
 from .config import RunConfig
@@ -16,6 +16,8 @@ from .device import resolve_device
 from .network import Network, build_network
 from .precision import Precision
 from .rundir import MODEL, load_run_config
+
+PRETRAINING_HEADS = "contrastive."  # the heads of ssrobust.train.contrastive in a state dict
 
 
 @dataclass
@@ -40,6 +42,9 @@ def load_run(run_dir: str | Path, device: str | None = None,
     cfg = load_run_config(run_dir)
     dev = resolve_device(device or cfg.device)
     ck = load_checkpoint(run_dir / MODEL, map_location=dev)
+    if any(k.startswith(PRETRAINING_HEADS) for k in ck["network"]):
+        raise ConfigError(f"{run_dir} is a contrastive pretraining run (its classifier is untrained); "
+                          f"finetune it (init_from={run_dir}) and evaluate that run")
     splits = splits if splits is not None else load_splits(cfg.data)
     net = build_network(cfg, splits.num_classes).to(dev)
     load_state_strict(net, ck["network"], f"{run_dir / MODEL}")

@@ -65,10 +65,25 @@ def build_network(cfg: RunConfig, num_classes: int) -> Network:
     return Network(model, tasks)
 
 
+INIT_BN_BRANCH = "pgd"  # the BatchNorm branch a plain backbone takes from a per-branch one
+
+
+def fold_batchnorm_branches(state: dict, target_keys, branch: str = INIT_BN_BRANCH) -> dict:
+    """A backbone state with per-branch BatchNorm (``<bn>.bns.<name>.*``, AdvCL's ``dual_bn``)
+    as plain BatchNorm keys of branch ``branch`` (the adversarial one, as ACL's finetuning), when
+    the target has plain BatchNorm; otherwise ``state`` unchanged."""
+    if any(".bns." in k for k in target_keys) or not any(".bns." in k for k in state):
+        return state
+    marker = f".bns.{branch}."
+    return {k.replace(marker, "."): v for k, v in state.items() if ".bns." not in k or marker in k}
+
+
 def init_from_run(net: Network, source: str | Path) -> None:
     """Load another run's ``model.pt`` (``source`` is the file or its run directory) into ``net``:
     the backbone strictly, and each task head that both runs have strictly; heads of tasks the
-    source run did not train keep their fresh initialisation."""
+    source run did not train keep their fresh initialisation, and other heads of the source (e.g.
+    contrastive pretraining's ``contrastive.*``) are not read. A per-branch BatchNorm backbone
+    loads its ``pgd`` branch into a plain one (:func:`fold_batchnorm_branches`)."""
     path = Path(source)
     path = path / MODEL if path.is_dir() else path
     state = load_checkpoint(path)["network"]
@@ -76,7 +91,8 @@ def init_from_run(net: Network, source: str | Path) -> None:
     def part(prefix: str) -> dict:
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
-    load_state_strict(net.model, part("model."), f"init_from {path}: backbone")
+    backbone = fold_batchnorm_branches(part("model."), net.model.state_dict().keys())
+    load_state_strict(net.model, backbone, f"init_from {path}: backbone")
     for name, task in net.tasks.items():
         head = part(f"tasks.{name}.")
         if head:

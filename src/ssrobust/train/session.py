@@ -23,7 +23,8 @@ from ..runs.runstart import RunStart
 from ..weighting.base import Weighting, build_weighting
 from .averaging import WeightAveraging
 from .recipe import check_label_smoothing, init_model_from_data, parameter_groups, resolve_channels_last
-from .strategies import Strategy, build_strategy
+from .freeze import freeze_parameters
+from .strategies import PrepareContext, Strategy, build_strategy
 
 
 @dataclass
@@ -134,12 +135,15 @@ def build_session(cfg: RunConfig, start: RunStart | None, resume: bool, device: 
     net.joint_views = resolve_task_forward(cfg.task_forward, weighting) == "joint"
     strategy = build_strategy(cfg.strategy.name, **cfg.strategy.options)
     check_label_smoothing(cfg.optim.label_smoothing, cfg.strategy.name, strategy.uses_classification_loss)
-    optimizer = build_optimizer(cfg, net, weighting)
-    scaler = precision.grad_scaler()
     if not resume:  # e.g. fastnet's whitening layer from training patches (saved with the weights)
         init_model_from_data(net.model, splits.train.images, cfg.seed)
     if cfg.init_from and not resume:  # on resume the checkpoint already holds the weights
         init_from_run(net, cfg.init_from)
+    run_dir = Path(cfg.out_dir) / cfg.name
+    strategy.prepare(PrepareContext(net, splits, run_dir, device, cfg.seed))
+    freeze_parameters(net, cfg.freeze)  # before the optimizer: frozen parameters are not in it
+    optimizer = build_optimizer(cfg, net, weighting)
+    scaler = precision.grad_scaler()
     missing = [k for k in strategy.batch_extras if k not in splits.train.extras]
     if missing:
         raise ValueError(f"strategy {cfg.strategy.name!r} needs per-image {', '.join(missing)} that the "
@@ -151,7 +155,7 @@ def build_session(cfg: RunConfig, start: RunStart | None, resume: bool, device: 
     if len(loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
                          f"({len(splits.train)} images)")
-    return Session(cfg, Path(cfg.out_dir) / cfg.name, start, resume, device, precision, channels_last,
+    return Session(cfg, run_dir, start, resume, device, precision, channels_last,
                     splits, net, weighting, strategy, optimizer, scaler, loader)
 
 

@@ -10,6 +10,7 @@ holds per-sample side information from the loader (e.g. ``trusted`` for label-no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, ContextManager
 
 import torch
@@ -37,6 +38,18 @@ class EpochCheck:
     stop: str | None = None
 
 
+@dataclass
+class PrepareContext:
+    """What :meth:`Strategy.prepare` may use: the unwrapped network (not yet on the optimizer),
+    the run's data splits, its run directory, device and seed."""
+
+    net: nn.Module
+    splits: Any  # DatasetSplits
+    run_dir: Path
+    device: torch.device
+    seed: int
+
+
 class Strategy:
     # Names of per-image arrays in the training split's ``extras`` that batches must carry.
     batch_extras: tuple[str, ...] = ()
@@ -44,6 +57,13 @@ class Strategy:
     uses_classification_loss: bool = False
     # Validation images the end-of-epoch check needs (0: it needs none).
     held_out_images: int = 0
+    # Whether the step trains the classifier (False: the loop records no train_acc / val_acc).
+    trains_classifier: bool = True
+
+    def prepare(self, ctx: PrepareContext) -> None:
+        """Called once per session before the optimizer is built: a strategy may add modules to
+        ``ctx.net`` (trained, checkpointed) or per-image extras to the training split. Default: none."""
+        return None
 
     def end_of_epoch(self, model: nn.Module, held_out: tuple[torch.Tensor, torch.Tensor] | None,
                      autocast: Callable[[], ContextManager]) -> EpochCheck | None:

@@ -30,6 +30,7 @@ from ..runs.runstart import RunStart
 from ..seeds import epoch_seed
 from ..weighting.base import StepContext
 from .averaging import WeightAveraging
+from .freeze import keep_frozen_in_eval
 from .recipe import apply_threads
 from .session import Session, setup
 
@@ -176,6 +177,7 @@ def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
     correct = seen = 0
     lr = cfg.optim.lr
     s.ddp_net.train()
+    keep_frozen_in_eval(s.net, cfg.freeze)
     for x, y, extras in s.loader.epoch(epoch):
         lr = cosine_lr(state.step, s.total_steps, cfg.optim.lr, cfg.optim.lr_min, s.warmup)
         for g in s.optimizer.param_groups:
@@ -195,7 +197,8 @@ def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
         s.scaler.step(s.optimizer)
         s.scaler.update()
         _accumulate(sums, loss, out)
-        correct += int((out.logits.argmax(1) == y).sum())
+        if s.strategy.trains_classifier:
+            correct += int((out.logits.argmax(1) == y).sum())
         seen += len(y)
         if dist.rank() == 0 and cfg.log_every and state.step % cfg.log_every == 0:
             s.log.write({"kind": "step", "epoch": epoch, "step": state.step, "lr": lr,
@@ -212,7 +215,9 @@ def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
 
 def _end_epoch(s: Session, epoch: int, record: dict[str, Any], bar: tqdm) -> None:
     """Validation, the finiteness and strategy checks, the metrics line and the checkpoint."""
-    if s.val is not None:
+    if not s.strategy.trains_classifier:  # e.g. contrastive pretraining: the classifier is untrained
+        record.pop("train_acc", None)
+    elif s.val is not None:
         record["val_acc"], record["val_loss"] = accuracy_on(s.net.model, s.val[0], s.val[1],
                                                             s.cfg.data.eval_batch_size, s.precision.autocast)
     if not _all_finite(s.net, s.weighting):  # never overwrite the last good checkpoint with NaNs
@@ -228,7 +233,7 @@ def _end_epoch(s: Session, epoch: int, record: dict[str, Any], bar: tqdm) -> Non
         if s.state.early_stop is not None:
             s.log.write({"kind": "early_stop", **s.state.early_stop})
         _save_checkpoint(s)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record['train_acc']:.3f}",
+        bar.set_postfix(loss=f"{record['loss']:.3f}", acc=f"{record.get('train_acc', float('nan')):.3f}",
                         val=f"{record.get('val_acc', float('nan')):.3f}")
         bar.update(1)
     dist.barrier()
