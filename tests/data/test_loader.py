@@ -63,3 +63,25 @@ def test_ranks_split_each_global_batch_exactly():
         assert torch.equal(torch.cat([ax, bx]), fx) and torch.equal(torch.cat([ay, by]), fy)
         assert torch.equal(torch.cat([ae["id"], be["id"]]), fe["id"])
         assert torch.equal(torch.as_tensor(y)[fe["id"]], fy)  # extras travel with their images
+
+
+def test_to_device_uint8_reads_a_read_only_memmap_without_warning(tmp_path):
+    """The image cache is a read-only memmap: it is copied (NCHW) by numpy, never handed to torch."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from ssrobust.data.loader import to_device_uint8
+
+    path = tmp_path / "cache.npy"
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(4, 5, 6, 3))
+    arr[:] = np.arange(arr.size, dtype=np.uint64).reshape(arr.shape) % 251
+    arr.flush()
+    del arr
+    images = np.load(path, mmap_mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = to_device_uint8(images, torch.device("cpu"))
+    assert t.shape == (4, 3, 5, 6) and t.is_contiguous()
+    assert torch.equal(t, torch.from_numpy(np.array(images)).permute(0, 3, 1, 2))

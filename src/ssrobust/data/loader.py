@@ -23,8 +23,9 @@ FLIP_MODES = ("random", "alternating")
 
 def to_device_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 [N, H, W, 3] array (memmap ok) -> uint8 [N, 3, H, W] tensor on ``device``."""
-    t = torch.from_numpy(np.ascontiguousarray(images))
-    return t.permute(0, 3, 1, 2).contiguous().to(device)
+    # One copy, made by numpy into a new (writable) NCHW array: a read-only memmap cache is never
+    # handed to torch, which warns on (and could write through) non-writable arrays.
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))).to(device)
 
 
 class DeviceLoader:
