@@ -23,16 +23,23 @@ UESATO_SPSA_STEPS = 100
 RANDOMNESS_RTOL = 1e-5
 
 
+def _survivors_of_only_one(survive: torch.Tensor, broken_by: torch.Tensor, tolerance: float
+                           ) -> tuple[int, int, int, bool]:
+    """``(n, only, allowed, passed)``: of ``n`` points, ``only`` survive the first attack (bool
+    ``[n]``) but not the second; the check passes with at most ``floor(tolerance * n)``."""
+    n = int(survive.numel())
+    only = int((survive & ~broken_by).sum())
+    allowed = math.floor(tolerance * n)
+    return n, only, allowed, only <= allowed
+
+
 def masking_check(name: str, whitebox_robust: torch.Tensor, gradient_free_robust: torch.Tensor,
                   tolerance: float, budget: str = "") -> dict:
     """Gradient-masking check: points robust to every white-box attack (bool ``[m]``) but broken by
     the gradient-free attack ``name`` (bool ``[m]``) must be at most ``floor(tolerance * m)``.
     ``budget`` (e.g. "SPSA 20 steps x 32 directions") is stated in the detail: a pass only means
     something up to the power of the attack that was run."""
-    m = int(whitebox_robust.numel())
-    only = int((whitebox_robust & ~gradient_free_robust).sum())
-    allowed = math.floor(tolerance * m)
-    passed = only <= allowed
+    m, only, allowed, passed = _survivors_of_only_one(whitebox_robust, gradient_free_robust, tolerance)
     detail = (f"{only} of {m} points survive every white-box attack but not {name} (allowed "
               f"{allowed}); robust accuracy white-box {whitebox_robust.float().mean():.3f}, "
               f"{name} {gradient_free_robust.float().mean():.3f}"
@@ -51,10 +58,7 @@ def loss_agreement_check(ce_robust: torch.Tensor, margin_robust: torch.Tensor,
     The sign of the margin's gradient does not change when the logits are scaled, while the
     cross-entropy of a saturated softmax is exactly 0 with a 0 gradient: a large disagreement means
     the CE numbers come from a flat loss, not from robustness."""
-    n = int(ce_robust.numel())
-    only = int((ce_robust & ~margin_robust).sum())
-    allowed = math.floor(tolerance * n)
-    passed = only <= allowed
+    n, only, allowed, passed = _survivors_of_only_one(ce_robust, margin_robust, tolerance)
     detail = (f"{only} of {n} points survive CE-loss PGD but not margin-loss PGD (allowed "
               f"{allowed}); robust accuracy CE {ce_robust.float().mean():.3f}, margin "
               f"{margin_robust.float().mean():.3f}")
