@@ -234,6 +234,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--work", type=Path, default=HERE / "_work" / "time_to_accuracy", help="run directories")
     p.add_argument("--out", type=Path, default=None, help="JSON path (the plot goes next to it)")
+    p.add_argument("--probe-steps", type=int, default=3, help="timed steps per preset with --probe-only")
+    p.add_argument("--probe-only", action="store_true",
+                   help="only measure each preset's training FLOPs per image and images/s (a few steps each); "
+                        "writes time_to_accuracy_probe.json")
     return p.parse_args()
 
 
@@ -245,6 +249,28 @@ def write_report(out: Path, runs: list[dict], info: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     plot(runs, out.with_suffix(".png"))
+
+
+def probe_presets(a: argparse.Namespace, root: Path, overrides: list[str], info: dict[str, Any],
+                  splits_of: Any) -> None:
+    """Cost of each preset's training step relative to the first one (no training to accuracy)."""
+    rows = []
+    for preset in [p for p in a.presets.split(",") if p]:
+        cfg = run_config(preset, root, a.work, [*overrides, *a.set_fast])
+        flops, ips = probe(cfg, splits_of(cfg), steps=a.probe_steps)
+        rows.append({"preset": cfg.name, "batch_size": cfg.data.batch_size, "train_flops_per_image": flops,
+                     "images_per_s": ips})
+        print(f"  {cfg.name}: {flops / 1e9:.2f} GFLOP per labelled image, {ips:.1f} img/s", flush=True)
+    for row in rows:
+        row["time_vs_first"] = rows[0]["images_per_s"] / row["images_per_s"]
+        row["flops_vs_first"] = row["train_flops_per_image"] / rows[0]["train_flops_per_image"]
+    out = a.out or (HERE / "results" / "time_to_accuracy_probe.json")
+    machine = dict(info.pop("machine"), loadavg_after=os.getloadavg())
+    report = dict(info, benchmark="time_to_accuracy_probe", probe_steps=a.probe_steps,
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"), machine=machine, presets=rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -268,6 +294,9 @@ def main() -> None:
             cache[key] = load_splits(cfg.data)
         return cache[key]
 
+    if a.probe_only:
+        probe_presets(a, root, overrides, info, splits_of)
+        return
     for preset in [p for p in a.presets.split(",") if p]:
         cfg = run_config(preset, root, a.work, [*overrides, *a.set_fast])
         runs.append(train_with_curve(cfg, splits_of(cfg), a.eval_every, a.curve_images))
