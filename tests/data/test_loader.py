@@ -28,6 +28,31 @@ def test_crop_offsets_cover_the_range_and_identity_params_are_identity():
     assert torch.equal(apply_crop_flip(x, ident), x)
 
 
+def test_reflect_padding_and_translate_size_match_a_per_image_reference():
+    x = torch.rand(6, 3, 8, 8)
+    p = sample_crop_flip(6, pad=2, generator=torch.Generator().manual_seed(3), pad_mode="reflect")
+    assert p.dy.max() <= 4 and p.pad_mode == "reflect"
+    out = apply_crop_flip(x, p)
+    padded = F.pad(x, (2, 2, 2, 2), mode="reflect")
+    for i in range(6):
+        ref = padded[i, :, p.dy[i]: p.dy[i] + 8, p.dx[i]: p.dx[i] + 8]
+        assert torch.equal(out[i], ref.flip(-1) if p.flip[i] else ref)
+    # no translation: every image is itself or its mirror
+    q = sample_crop_flip(6, pad=0, generator=torch.Generator().manual_seed(3))
+    out = apply_crop_flip(x, q)
+    for i in range(6):
+        assert torch.equal(out[i], x[i].flip(-1) if q.flip[i] else x[i])
+
+
+def test_loader_translate_setting_reaches_the_batches():
+    x, y = _data(16)
+    dl = DeviceLoader(x, y, 8, torch.device("cpu"), shuffle=False, translate=0, flip="alternating")
+    ref = torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+    for bx, _, _ in dl.epoch(0):
+        for img in bx:  # no shift: each image is a training image or its mirror, pixel for pixel
+            assert any(torch.equal(img, r) or torch.equal(img, r.flip(-1)) for r in ref)
+
+
 def _data(n=40):
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8), np.arange(n) % 4

@@ -138,6 +138,23 @@ def test_cosine_schedule_endpoints_and_midpoint():
     assert cosine_lr(25, 100, 1.0, 0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
 
 
+def test_linear_schedule_is_a_triangle():
+    lin = [cosine_lr(s, 110, 1.0, 0.1, warmup=10, schedule="linear") for s in range(111)]
+    assert lin[9] == pytest.approx(1.0) and lin[10] == pytest.approx(1.0)
+    assert lin[60] == pytest.approx(0.55) and lin[110] == pytest.approx(0.1)
+    steps = [a - b for a, b in zip(lin[10:], lin[11:])]
+    assert max(steps) == pytest.approx(min(steps))  # a straight line down
+
+
+def test_schedule_and_translate_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="optim.schedule"):
+        make_config(tiny_run_config(tmp_path), ["optim.schedule=step"])
+    with pytest.raises(ConfigError, match="data.translate"):
+        make_config(tiny_run_config(tmp_path), ["data.translate=-1"])
+    with pytest.raises(ConfigError, match="data.pad_mode"):
+        make_config(tiny_run_config(tmp_path), ["data.pad_mode=edge"])
+
+
 def test_bad_component_names_fail_before_training(tmp_path):
     with pytest.raises(KeyError, match="unknown pretext task 'rotatoin'"):
         fit(make_config(tiny_run_config(tmp_path, tasks=["rotatoin"])))

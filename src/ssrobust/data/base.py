@@ -72,12 +72,16 @@ class DataConfig:
     eval_batch_size: int = 256
     augment: bool = True
     flip: Literal["random", "alternating"] = "random"
+    translate: int = 4
+    pad_mode: Literal["zeros", "reflect"] = "zeros"
     limit_train: int | None = None
     limit_test: int | None = None
     label_noise: LabelNoiseConfig | None = None
     classes: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if not (isinstance(self.translate, int) and 0 <= self.translate <= 16):
+            raise ConfigError(f"data.translate must be an integer number of pixels in 0..16, got {self.translate!r}")
         if self.classes is not None:
             if not self.classes or len(set(self.classes)) != len(self.classes) or min(self.classes) < 0:
                 raise ConfigError(f"data.classes must be a non-empty list of distinct class ids >= 0, "

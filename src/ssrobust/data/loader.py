@@ -32,7 +32,7 @@ class DeviceLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
                  shuffle: bool = True, augment: bool = True, seed: int = 0, drop_last: bool = True,
                  rank: int = 0, world_size: int = 1, extras: dict[str, np.ndarray] | None = None,
-                 flip: str = "random") -> None:
+                 flip: str = "random", translate: int = 4, pad_mode: str = "zeros") -> None:
         if batch_size % world_size:
             raise ValueError(f"batch_size {batch_size} is not divisible by world size {world_size}")
         if flip not in FLIP_MODES:
@@ -42,6 +42,7 @@ class DeviceLoader:
         self.batch_size, self.device = batch_size, device
         self.shuffle, self.augment, self.seed, self.drop_last = shuffle, augment, seed, drop_last
         self.rank, self.world_size = rank, world_size
+        self.translate, self.pad_mode = translate, pad_mode
         self.first_flip = None  # bool [N] on the CPU: alternating flips' choice for epoch 0
         if flip == "alternating":
             g = torch.Generator().manual_seed(epoch_seed(seed, -1))  # not an epoch's stream
@@ -66,7 +67,8 @@ class DeviceLoader:
             idx = order[i * self.batch_size: (i + 1) * self.batch_size]
             # Every rank samples the whole global batch's augmentation so the stream is identical
             # whatever the world size, then keeps its own slice.
-            params = sample_crop_flip(len(idx), generator=g) if self.augment else None
+            params = (sample_crop_flip(len(idx), self.translate, g, self.pad_mode)
+                      if self.augment else None)
             if params is not None and self.first_flip is not None:
                 params.flip = self.first_flip[idx] ^ bool(epoch % 2)
             sl = slice(self.rank * local, (self.rank + 1) * local)
@@ -76,6 +78,7 @@ class DeviceLoader:
             x = unit_float(self.x[idx])
             if params is not None:
                 if self.world_size > 1:
-                    params = type(params)(params.dy[sl], params.dx[sl], params.flip[sl], params.pad)
+                    params = type(params)(params.dy[sl], params.dx[sl], params.flip[sl], params.pad,
+                                          params.pad_mode)
                 x = apply_crop_flip(x, params)
             yield x, self.y[idx], {k: v[idx] for k, v in self.extras.items()}

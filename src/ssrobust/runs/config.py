@@ -80,7 +80,9 @@ class ModelConfig:
 
 @dataclass
 class OptimConfig:
-    """SGD with (Nesterov) momentum and per-step cosine decay from ``lr`` to ``lr_min``.
+    """SGD with (Nesterov) momentum and a per-step decay from ``lr`` to ``lr_min`` after an
+    optional linear warm-up: ``schedule`` cosine (default) or linear (warm-up then a straight line
+    down, the triangle of fast recipes such as airbench).
 
     Recipe options (all off by default): ``label_smoothing`` of the classifier's cross-entropy;
     ``bias_lr_scale`` / ``bias_weight_decay``: lr multiplier and weight decay (None: the run's) of
@@ -92,6 +94,7 @@ class OptimConfig:
     weight_decay: float = 5e-4
     lr_min: float = 1e-6
     warmup_epochs: float = 0.0
+    schedule: Literal["cosine", "linear"] = "cosine"
     label_smoothing: float = 0.0
     bias_lr_scale: float = 1.0
     bias_weight_decay: float | None = None

@@ -151,7 +151,7 @@ def build_session(cfg: RunConfig, start: RunStart | None, resume: bool, device: 
     loader = DeviceLoader(splits.train.images, splits.train.labels, cfg.data.batch_size, device,
                           augment=cfg.data.augment, seed=cfg.seed, rank=dist.rank(), world_size=dist.world_size(),
                           extras={k: splits.train.extras[k] for k in strategy.batch_extras},
-                          flip=cfg.data.flip)
+                          flip=cfg.data.flip, translate=cfg.data.translate, pad_mode=cfg.data.pad_mode)
     if len(loader) == 0:
         raise ValueError(f"data.batch_size={cfg.data.batch_size} is larger than the training set "
                          f"({len(splits.train)} images)")

@@ -35,12 +35,16 @@ from .recipe import apply_threads
 from .session import Session, setup
 
 
-def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0) -> float:
-    """Per-step cosine decay from ``lr`` to ``lr_min`` after an optional linear warm-up."""
+def cosine_lr(step: int, total: int, lr: float, lr_min: float, warmup: int = 0,
+              schedule: str = "cosine") -> float:
+    """Per-step decay from ``lr`` to ``lr_min`` after an optional linear warm-up: a half cosine
+    (``schedule="cosine"``) or a straight line (``"linear"``)."""
     if warmup and step < warmup:
         return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * min(1.0, t)))
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return lr - (lr - lr_min) * t
+    return lr_min + 0.5 * (lr - lr_min) * (1.0 + math.cos(math.pi * t))
 
 
 def _seed_epoch(seed: int, epoch: int, rank: int, device: torch.device) -> torch.Generator:
@@ -179,7 +183,7 @@ def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
     s.ddp_net.train()
     keep_frozen_in_eval(s.net, cfg.freeze)
     for x, y, extras in s.loader.epoch(epoch):
-        lr = cosine_lr(state.step, s.total_steps, cfg.optim.lr, cfg.optim.lr_min, s.warmup)
+        lr = cosine_lr(state.step, s.total_steps, cfg.optim.lr, cfg.optim.lr_min, s.warmup, cfg.optim.schedule)
         for g in s.optimizer.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         if s.channels_last:
