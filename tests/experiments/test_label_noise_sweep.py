@@ -240,3 +240,12 @@ def test_the_data_layer_refuses_label_noise_rather_than_ignoring_it(tmp_path):
 
     with pytest.raises(ConfigError, match="data.label_noise is set.*ssrobust.runs.splits.load_splits"):
         load_data_splits(_data(tmp_path))
+
+
+def test_noise_sweep_parallel_must_be_positive(tmp_path, capsys):
+    base = _sweep_base(tmp_path)
+    args = (["noise-sweep"] + [f"{k}={json.dumps(v)}" for k, v in base.items()]
+            + ["--methods", "none", "--strengths", "0", "--out", str(tmp_path / "sw"), "--parallel", "0"])
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == "error: --parallel must be >= 1, got 0"
+    assert not (tmp_path / "sw").exists()
