@@ -193,21 +193,49 @@ def _setup_noise_sweep(p: argparse.ArgumentParser) -> None:
                    help="rotation-only pretraining before the rotation methods (paper: 100)")
     p.add_argument("--finetune-epochs", type=int, default=None,
                    help="epochs of runs that start from the pretraining (paper: 40)")
+    _add_parallel(p)
+
+
+def _add_parallel(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel", type=int, default=1,
+                   help="runs at once (submitit local jobs, cores // N threads each); 1: one by one "
+                        "in this process")
+
+
+def _alias_executor(parallel: int) -> str:
+    """The sweep executor of ``noise-sweep`` / ``one-class``: this process, or N local jobs."""
+    if parallel < 1:
+        raise SsrobustError(f"--parallel must be >= 1, got {parallel}")
+    return "inline" if parallel == 1 else "local"
+
+
+def _alias_end(what: str, outcomes, sweep_file: Path, report: Path | None) -> int:
+    """The last lines of a sweep alias; status 1 when a run failed (the others finished)."""
+    from .experiments.label_noise import failure_message
+
+    if report is not None:
+        print(f"sweep: {sweep_file}; report: {report / 'report.html'} and {report / 'report.md'}")
+    message = failure_message(what, outcomes)
+    if message:
+        print(message, file=sys.stderr)
+        return 1
+    return 0
 
 
 @command("noise-sweep")(_setup_noise_sweep)
 def _noise_sweep(a: argparse.Namespace) -> int:
-    """Label-corruption sweep: one run per method and strength, then a report."""
-    from .experiments.label_noise import SweepSettings, run_sweep, sweep_report
+    """Label-corruption sweep (a sweep spec with stages): one run per method and strength, then a report."""
+    from .experiments.label_noise import SweepSettings, launch, sweep_report
     from .label_noise.sweep import strengths
 
     cfg = _config_from_args(a.args)
     values = strengths() if a.strengths == "all" else [float(s) for s in a.strengths.split(",") if s]
     settings = SweepSettings(pretrain_epochs=a.pretrain_epochs, finetune_epochs=a.finetune_epochs)
-    sweep = run_sweep(cfg, [m for m in a.methods.split(",") if m], values, a.out, settings)
-    out = sweep_report(sweep, a.out / "report", sweep_dir=a.out)
-    print(f"sweep: {a.out / 'sweep.json'}; report: {out / 'report.html'} and {out / 'report.md'}")
-    return 0
+    sweep, outcomes = launch(cfg, [m for m in a.methods.split(",") if m], values, a.out, settings,
+                             _alias_executor(a.parallel), a.parallel, echo=print)
+    has_points = any(r["points"] for r in sweep["records"])
+    out = sweep_report(sweep, a.out / "report", sweep_dir=a.out) if has_points else None
+    return _alias_end("noise-sweep", outcomes, a.out / "sweep.json", out)
 
 
 def _setup_one_class(p: argparse.ArgumentParser) -> None:
@@ -219,21 +247,22 @@ def _setup_one_class(p: argparse.ArgumentParser) -> None:
                    help="force Outlier Exposure on/off (default: on iff the config's strategy is "
                         "one_class_oe)")
     p.add_argument("--no-ocsvm", action="store_true", help="skip the one-class SVM baseline")
+    _add_parallel(p)
 
 
 @command("one-class")(_setup_one_class)
 def _one_class(a: argparse.Namespace) -> int:
-    """One-class OOD sweep: one run per class, the per-class AUROC table and a report."""
-    from .experiments.one_class import one_class_report, run_one_class_sweep
+    """One-class OOD sweep (a sweep spec): one run per class, the per-class AUROC table and a report."""
+    from .experiments.one_class import launch, one_class_report
 
     cfg = _config_from_args(a.args)
     classes = None if a.classes == "all" else [int(c) for c in a.classes.split(",") if c]
-    sweep = run_one_class_sweep(cfg, classes, a.out, oe=a.oe, ocsvm=not a.no_ocsvm)
+    sweep, outcomes = launch(cfg, classes, a.out, oe=a.oe, ocsvm=not a.no_ocsvm,
+                             executor=_alias_executor(a.parallel), parallel=a.parallel, echo=print)
     if sweep["ocsvm"].get("skipped"):
         print(sweep["ocsvm"]["skipped"], file=sys.stderr)
-    out = one_class_report(sweep, a.out / "report", sweep_dir=a.out)
-    print(f"sweep: {a.out / 'sweep.json'}; report: {out / 'report.html'} and {out / 'report.md'}")
-    return 0
+    out = one_class_report(sweep, a.out / "report", sweep_dir=a.out) if sweep["records"] else None
+    return _alias_end("one-class", outcomes, a.out / "sweep.json", out)
 
 
 def _setup_encoders(p: argparse.ArgumentParser) -> None:
@@ -294,9 +323,11 @@ def _sweep(a: argparse.Namespace) -> int:
     else:
         outcomes = run_sweep(spec, a.executor, a.parallel)
         failed = [o for o in outcomes if o.status == "failed"]
-        if failed:
-            print(f"{len(failed)} of {len(outcomes)} runs failed; fix and rerun the same command "
-                  f"(finished runs are skipped)", file=sys.stderr)
+        blocked = [o for o in outcomes if o.status == "blocked"]
+        if failed or blocked:
+            skipped = f", {len(blocked)} skipped (a prerequisite failed)" if blocked else ""
+            print(f"{len(failed)} of {len(outcomes)} runs failed{skipped}; fix and rerun the same "
+                  f"command (finished runs are skipped)", file=sys.stderr)
             return 1
         if a.executor == "slurm":
             print(f"submitted; when the array is done: ssrobust sweep {a.spec} --summary-only")

@@ -125,13 +125,20 @@ def test_cli_sweep_writes_records_and_report_then_skips_finished_points(tmp_path
     assert glc_at_07["realized_noise"] > 0.2 and glc_at_07["trusted_fraction"] == 0.125
     assert sweep["records"][0]["points"][0]["realized_noise"] == 0.0
     # forward's first stage is the "none" run itself; GLC has its own untrusted-only stage 1.
+    # Run folders are the sweep layer's <arm>_s<seed>.
     runs = sorted(p.name for p in (tmp_path / "sw").iterdir() if p.is_dir() and p.name != "report")
-    assert runs == sorted(f"{s}_{m}" for s in ("s0", "s0.7")
+    assert runs == sorted(f"{s}_{m}_s0" for s in ("s0", "s0.7")
                           for m in ("none", "glc_t0.125_stage1", "glc_t0.125", "forward"))
-    stage1 = json.loads((tmp_path / "sw" / "s0.7_glc_t0.125_stage1" / "results.json").read_text())
+    stage1 = json.loads((tmp_path / "sw" / "s0.7_glc_t0.125_stage1_s0" / "results.json").read_text())
     assert stage1["data"]["num_train"] == stage1["data"]["label_noise"]["num_untrusted"] == 70
-    glc_cfg = (tmp_path / "sw" / "s0.7_glc_t0.125" / "config.yaml").read_text()
-    assert "name: glc" in glc_cfg and "matrix:" in glc_cfg
+    # Stage 2 names its stage 1 in its config and estimated the matrix itself, cached in its folder.
+    glc = make_config(str(tmp_path / "sw" / "s0.7_glc_t0.125_s0" / "config.yaml"))
+    assert glc.strategy.name == "glc"
+    assert glc.strategy.options == {"matrix_from": str(tmp_path / "sw" / "s0.7_glc_t0.125_stage1_s0")}
+    cached = json.loads((tmp_path / "sw" / "s0.7_glc_t0.125_s0" / "corruption_matrix.json").read_text())
+    assert cached["source"] == glc.strategy.options["matrix_from"] and len(cached["matrix"]) == 3
+    forward = make_config(str(tmp_path / "sw" / "s0.7_forward_s0" / "config.yaml")).strategy.options
+    assert forward == {"quantile": 0.97, "matrix_from": str(tmp_path / "sw" / "s0.7_none_s0")}
     report = (tmp_path / "sw" / "report" / "report.md").read_text()
     assert "Label corruption" in report and "label_noise_error_vs_strength.png" in report
     assert (tmp_path / "sw" / "report" / "figures" / "label_noise_error_vs_strength.png").is_file()
@@ -143,7 +150,7 @@ def test_cli_sweep_writes_records_and_report_then_skips_finished_points(tmp_path
 
 
 def test_sweeps_with_another_trusted_fraction_join_the_same_folder(tmp_path):
-    shared = tmp_path / "sw" / "s0.6_none" / "results.json"
+    shared = tmp_path / "sw" / "s0.6_none_s0" / "results.json"
     stamps = []
     for fraction, strengths in ((0.125, [0.0, 0.6]), (0.25, [0.6])):
         base = _sweep_base(tmp_path, epochs=1)
@@ -155,9 +162,9 @@ def test_sweeps_with_another_trusted_fraction_join_the_same_folder(tmp_path):
     assert sweep["strengths"] == [0.0, 0.6]
     by_label = {r["method"]: r for r in json.loads((tmp_path / "sw" / "sweep.json").read_text())["records"]}
     assert [p["strength"] for p in by_label["glc (12.5% trusted)"]["points"]] == [0.0, 0.6]
-    assert [p["run"] for p in by_label["glc (25% trusted)"]["points"]] == ["s0.6_glc_t0.25"]
+    assert [p["run"] for p in by_label["glc (25% trusted)"]["points"]] == ["s0.6_glc_t0.25_s0"]
     # "none" keeps its s=0 point from the first invocation.
-    assert [p["run"] for p in by_label["none"]["points"]] == ["s0_none", "s0.6_none"]
+    assert [p["run"] for p in by_label["none"]["points"]] == ["s0_none_s0", "s0.6_none_s0"]
 
 
 def test_interrupted_sweep_resumes_the_unfinished_run(tmp_path, monkeypatch):
@@ -171,10 +178,10 @@ def test_interrupted_sweep_resumes_the_unfinished_run(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment_run, "fit_run", killed)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(cfg, ["none"], [0.5], tmp_path / "sw")
-    assert not (tmp_path / "sw" / "s0.5_none" / "results.json").exists()
+    assert not (tmp_path / "sw" / "s0.5_none_s0" / "results.json").exists()
     monkeypatch.setattr(experiment_run, "fit_run", real_fit)
     sweep = run_sweep(cfg, ["none"], [0.5], tmp_path / "sw")
-    meta = json.loads((tmp_path / "sw" / "s0.5_none" / "meta.json").read_text())
+    meta = json.loads((tmp_path / "sw" / "s0.5_none_s0" / "meta.json").read_text())
     assert meta["resumed_from_epoch"] == 1 and len(sweep["records"][0]["points"]) == 1
 
 
@@ -182,17 +189,18 @@ def test_rotation_methods_share_one_rotation_only_pretraining(tmp_path):
     cfg = make_config(_sweep_base(tmp_path, epochs=2))
     settings = SweepSettings(pretrain_epochs=1, finetune_epochs=1)
     run_sweep(cfg, ["rotation", "glc_rotation"], [0.5], tmp_path / "sw", settings)
-    pre = (tmp_path / "sw" / "pretrain_rotation")
+    pre = (tmp_path / "sw" / "pretrain_rotation_s0")
     pre_cfg = make_config(str(pre / "config.yaml"))
     assert pre_cfg.strategy.name == "ss_only" and pre_cfg.data.label_noise is None
     assert pre_cfg.epochs == 1 and pre_cfg.tasks == ["rotation:0.5"]
-    for name in ("s0.5_rotation", "s0.5_glc_rotation_t0.125_stage1", "s0.5_glc_rotation_t0.125"):
+    for name in ("s0.5_rotation_s0", "s0.5_glc_rotation_t0.125_stage1_s0", "s0.5_glc_rotation_t0.125_s0"):
         run_cfg = make_config(str(tmp_path / "sw" / name / "config.yaml"))
         assert run_cfg.init_from == str(pre) and run_cfg.epochs == 1
         assert run_cfg.tasks == ["rotation:0.5"]
     assert sorted(p.name for p in (tmp_path / "sw").iterdir()) == sorted(
-        ["pretrain_rotation", "s0.5_rotation", "s0.5_glc_rotation_t0.125_stage1",
-         "s0.5_glc_rotation_t0.125", "sweep.json"])
+        ["pretrain_rotation_s0", "s0.5_rotation_s0", "s0.5_glc_rotation_t0.125_stage1_s0",
+         "s0.5_glc_rotation_t0.125_s0", "sweep.json", "summary.json", "summary.md",
+         "summary_error_bars.png"])
 
 
 def test_sweep_argument_errors_fail_before_training(tmp_path):
@@ -219,7 +227,7 @@ def test_glc_beats_no_correction_under_heavy_flip_noise(tmp_path):
     glc = run_method(cfg, "glc", 0.8, tmp_path / "sw")
     assert none["realized_noise"] == pytest.approx(0.8, abs=0.05)
     assert none["test_error"] > 0.8 and glc["test_error"] < 0.2, (none, glc)
-    c_hat = np.array(json.loads((tmp_path / "sw" / "s0.8_glc_t0.1_stage1" / "corruption_matrix.json")
+    c_hat = np.array(json.loads((tmp_path / "sw" / "s0.8_glc_t0.1_s0" / "corruption_matrix.json")
                                 .read_text())["matrix"])
     true_c = flip_matrix(3, 0.8, seed=0).numpy()
     assert (c_hat.argmax(1) == true_c.argmax(1)).all()  # Ĉ finds each class's flip target
@@ -232,3 +240,12 @@ def test_the_data_layer_refuses_label_noise_rather_than_ignoring_it(tmp_path):
 
     with pytest.raises(ConfigError, match="data.label_noise is set.*ssrobust.runs.splits.load_splits"):
         load_data_splits(_data(tmp_path))
+
+
+def test_noise_sweep_parallel_must_be_positive(tmp_path, capsys):
+    base = _sweep_base(tmp_path)
+    args = (["noise-sweep"] + [f"{k}={json.dumps(v)}" for k, v in base.items()]
+            + ["--methods", "none", "--strengths", "0", "--out", str(tmp_path / "sw"), "--parallel", "0"])
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == "error: --parallel must be >= 1, got 0"
+    assert not (tmp_path / "sw").exists()

@@ -135,10 +135,10 @@ def test_cli_sweep_writes_per_class_auroc_and_report_then_resumes(tmp_path, monk
     full = load_splits(DataConfig(source="npz", root=base["data"]["root"], val_size=0))
     for record in sweep["records"]:
         c = record["class"]
-        run = out / f"class_{c}"
+        run = out / f"class_{c}_s0"  # the sweep layer's <arm>_s<seed>
         cfg = make_config(str(run / "config.yaml"))
         assert cfg.data.classes == [c] and cfg.strategy.name == "ss_only"
-        assert cfg.tasks == ["rotation_translation:1.0"] and record["runs"] == {"ours": f"class_{c}"}
+        assert cfg.tasks == ["rotation_translation:1.0"] and record["runs"] == {"ours": f"class_{c}_s0"}
         net = build_network(cfg, 1)
         net.load_state_dict(torch.load(run / "model.pt", weights_only=True)["network"])
         again = one_class_metrics(net.model.eval(), full.test.images, full.test.labels, [c],
@@ -171,10 +171,10 @@ def test_oe_sweep_joins_the_plain_sweep_folder(tmp_path, monkeypatch):
     sweep = run_one_class_sweep(base, [1], tmp_path / "sw", ocsvm=False)  # oe follows the config
     assert sweep["methods"] == ["ours", "ours+OE"]
     record = sweep["records"][0]
-    assert record["runs"] == {"ours": "class_1", "ours+OE": "class_1_oe"}
-    oe_cfg = make_config(str(tmp_path / "sw" / "class_1_oe" / "config.yaml"))
+    assert record["runs"] == {"ours": "class_1_s0", "ours+OE": "class_1_oe_s0"}
+    oe_cfg = make_config(str(tmp_path / "sw" / "class_1_oe_s0" / "config.yaml"))
     assert oe_cfg.strategy.name == "one_class_oe" and oe_cfg.data.classes == [1]
-    log = [json.loads(line) for line in (tmp_path / "sw" / "class_1_oe" / "metrics.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "sw" / "class_1_oe_s0" / "metrics.jsonl").read_text().splitlines()]
     epoch = [r for r in log if r["kind"] == "epoch"][0]
     assert epoch["main_loss"] > 0.5 * (np.log(4) + 2 * np.log(3)) / 3  # the OE term is in the loss
 
@@ -211,7 +211,7 @@ def test_sweep_resumes_a_schema1_folder(tmp_path, monkeypatch):
     base = make_config(_base(tmp_path, epochs=1))
     out = tmp_path / "sw"
     new = run_one_class_sweep(base, [0], out)["records"][0]["methods"]
-    res_path = out / "class_0" / "results.json"
+    res_path = out / "class_0_s0" / "results.json"
     res = json.loads(res_path.read_text())
     per_set = res["suites"]["ood"]["scores"]["rotation_translation"]["per_set"]
     per_set["held_out"] = _to_schema1(per_set["held_out"])

@@ -133,3 +133,23 @@ def test_fit_with_init_from_starts_from_the_source_weights(tmp_path):
     assert "init_from" in (run / "config.yaml").read_text()
     recs = [json.loads(x) for x in (source / "metrics.jsonl").read_text().splitlines()]
     assert all(r["main_loss"] == 0.0 for r in recs if r["kind"] == "epoch")
+
+
+def test_a_matrix_or_the_run_to_estimate_it_from_exactly_one(tmp_path):
+    from types import SimpleNamespace
+
+    from ssrobust.train.strategies import PrepareContext
+
+    for name in ("glc", "forward"):
+        with pytest.raises(ConfigError, match=f"strategy '{name}' needs exactly one of options.matrix"):
+            build_strategy(name)
+        with pytest.raises(ConfigError, match="exactly one of"):
+            build_strategy(name, matrix=_matrix(), matrix_from=str(tmp_path))
+    with pytest.raises(ConfigError, match="quantile must be in"):
+        build_strategy("forward", matrix_from=str(tmp_path), quantile=1.5)
+    # The stage-1 folder is read when the run starts: without a finished run there, one line.
+    strategy = build_strategy("glc", matrix_from=str(tmp_path / "stage1"))
+    ctx = PrepareContext(None, SimpleNamespace(), tmp_path / "run", torch.device("cpu"), 0)
+    with pytest.raises(ConfigError, match=f"matrix_from {tmp_path / 'stage1'} holds no finished run"):
+        strategy.prepare(ctx)
+    assert not (tmp_path / "run").exists()

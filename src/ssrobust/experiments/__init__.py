@@ -2,10 +2,11 @@
 
 * :mod:`.run` — :func:`train_and_evaluate` (``ssrobust train``) and :func:`ensure_run` (resumable sweeps).
 * :mod:`.quickstart` — the two-run synthetic demo (``ssrobust quickstart``).
-* :mod:`.label_noise` — the label-corruption sweep (``ssrobust noise-sweep``).
-* :mod:`.one_class` — the one-class OOD sweep (``ssrobust one-class``).
-* :mod:`.sweep`, :mod:`.sweep_spec`, :mod:`.sweep_jobs` — spec-driven sweeps on submitit, local or
-  Slurm, seeds pooled into intervals (``ssrobust sweep``, docs/sweeps.md).
+* :mod:`.label_noise` — the label-corruption sweep (``ssrobust noise-sweep``, a sweep spec with stages).
+* :mod:`.one_class` — the one-class OOD sweep (``ssrobust one-class``, a sweep spec + OC-SVM).
+* :mod:`.sweep`, :mod:`.sweep_spec`, :mod:`.sweep_jobs`, :mod:`.sweep_stages` — spec-driven sweeps
+  on submitit, local or Slurm, runs that need other runs (stages), seeds pooled into intervals
+  (``ssrobust sweep``, docs/sweeps.md).
 """
 
 from .run import ensure_run, train_and_evaluate

@@ -1,23 +1,26 @@
-"""Label-noise experiments through the one training loop (Hendrycks et al. 2019, §3.3).
+"""Label-noise experiments through the sweep layer (Hendrycks et al. 2019, §3.3).
 
-A *method* at one corruption strength is one or two ordinary runs (run directories under the
-sweep folder, named ``s<strength>_<stage>``); the corruption itself is ``data.label_noise``, so every
-run records its realized noise rate in ``results.json``:
+``ssrobust noise-sweep`` builds a sweep spec (:func:`noise_spec`) and runs it like ``ssrobust
+sweep`` (:mod:`.sweep`): a *method* at one corruption strength is one or two ordinary runs, arms
+named ``s<strength>_<stage>`` (run folders ``<arm>_s<seed>``); the corruption itself is
+``data.label_noise``, so every run records its realized noise rate in ``results.json``:
 
 * ``none``: CE on the corrupted labels (no trusted data).
 * ``glc``: stage 1 trains with CE on the untrusted images only (``label_noise.use=untrusted``);
-  its softmax on the trusted images gives ``Ĉ`` (:func:`~ssrobust.label_noise.estimate_corruption_matrix`);
-  stage 2 trains on all images with strategy ``glc`` (CE on trusted, corrected loss on the rest).
-* ``forward``: stage 1 is the ``none`` run; ``C`` is estimated from its softmax on the training
-  images (Patrini et al. 2017 anchor points); stage 2 uses strategy ``forward``. No trusted data.
+  stage 2 trains on all images with strategy ``glc`` and ``matrix_from={run:<stage 1>}``: it
+  estimates ``Ĉ`` itself when it starts, from the stage-1 softmax on the trusted images
+  (:func:`ssrobust.train.label_noise.matrix_from_run`).
+* ``forward``: stage 1 is the ``none`` run; stage 2 uses strategy ``forward`` with ``C`` from its
+  softmax on the training images (Patrini et al. 2017 anchor points). No trusted data.
 * ``rotation``, ``glc_rotation``, ``forward_rotation``: the same with the rotation task added
   (``rotation:0.5``). With ``pretrain_epochs > 0``, one rotation-only run (strategy ``ss_only``)
-  is trained first and every run of these methods starts from it (``init_from``) and trains
-  ``finetune_epochs`` (the paper: 100 pretraining + 40 epochs).
+  is trained first and every run of these methods starts from it (``init_from={run:pretrain_rotation}``)
+  and trains ``finetune_epochs`` (the paper: 100 pretraining + 40 epochs).
 
-Sweeps are resumable: a run with ``results.json`` is skipped, an interrupted one resumes from its
-checkpoint, and an estimated matrix is cached next to the stage-1 run (``corruption_matrix.json``)
-so the stage-2 config is identical on every invocation.
+Sweeps are resumable as every sweep is: a finished run is skipped, an interrupted one resumes from
+its checkpoint, a stage-2 run keeps the matrix it cached (``corruption_matrix.json`` in its own
+folder); configs are the same on every invocation. ``sweep.json`` collects the points for the
+``label_noise`` report section.
 """
 
 from __future__ import annotations
@@ -26,24 +29,21 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-import torch
-
-from ..data.base import DatasetSplits, LabelNoiseConfig
-from ..runs.splits import load_splits
-from ..errors import ConfigError
-from ..paths import make_dir
+from ..data.base import LabelNoiseConfig
+from ..errors import ConfigError, SsrobustError
+from ..locking import DirLock
 from ..registry import Registry
 from ..runs.config import ComponentConfig, RunConfig, parse_task_specs
 from ..runs.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
-from ..label_noise.correction import estimate_corruption_matrix, estimate_forward_matrix
-from .run import ensure_run
+from .sweep_jobs import Outcome
+from .sweep_spec import SweepSpec, spec_from_dict
 
-MATRIX_FILE = "corruption_matrix.json"
 SWEEP_FILE = "sweep.json"
 PRETRAIN_NAME = "pretrain_rotation"
+SPEC_NAME = "noise-sweep"
 
 
 @dataclass(frozen=True)
@@ -134,63 +134,73 @@ def _run_config(base: RunConfig, name: str, out_dir: Path, *, tasks: list[str],
                       if k in {spec.name for spec in parse_task_specs(tasks)}})
 
 
-def _pretrain(base: RunConfig, out_dir: Path, settings: SweepSettings) -> str | None:
-    """Run (or reuse) the rotation-only pretraining shared by every rotation run of a sweep."""
-    if settings.pretrain_epochs == 0:
-        return base.init_from
-    cfg = _run_config(base, PRETRAIN_NAME, out_dir,
-                      tasks=_tasks(base, True, settings.rotation_weight), noise=None,
-                      epochs=settings.pretrain_epochs, init_from=base.init_from,
-                      strategy=ComponentConfig("ss_only"), final=False)
-    ensure_run(cfg)
-    return str(Path(cfg.out_dir) / cfg.name)
+def _arm(cfg: RunConfig, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A spec arm: the whole run config inline (name, folder and seed are the sweep's)."""
+    return {"base": to_dict(cfg), "overrides": list(overrides)}
 
 
-@torch.no_grad()
-def _softmax_of_run(run_dir: Path, splits: DatasetSplits, index: torch.Tensor) -> torch.Tensor:
-    """``[len(index), K]`` softmax of a finished run's classifier on training images ``index``
-    (no augmentation, eval mode, float32)."""
-    from ..eval.base import predict, to_float_images
-    from ..runs.load import load_run
-
-    run = load_run(run_dir, splits=splits)
-    cfg, device, model = run.cfg, run.device, run.net.model.eval()
-    images = splits.train.images
-    out = []
-    for i in range(0, len(index), cfg.data.eval_batch_size):
-        idx = index[i: i + cfg.data.eval_batch_size].numpy()
-        out.append(torch.softmax(predict(model, to_float_images(images[idx], device)), 1).cpu())
-    return torch.cat(out) if out else torch.empty(0, splits.num_classes)
+def _pretrain_arm(base: RunConfig, settings: SweepSettings) -> dict[str, Any]:
+    """The rotation-only pretraining every rotation run of a sweep starts from."""
+    return _arm(_run_config(base, PRETRAIN_NAME, Path(base.out_dir),
+                            tasks=_tasks(base, True, settings.rotation_weight), noise=None,
+                            epochs=settings.pretrain_epochs, init_from=base.init_from,
+                            strategy=ComponentConfig("ss_only"), final=False))
 
 
-def estimate_matrix(correction: str, stage1_dir: Path, splits: DatasetSplits | None,
-                    quantile: float = 0.97) -> list[list[float]]:
-    """The stage-2 matrix from the stage-1 run, cached in ``stage1_dir/corruption_matrix.json``.
+def method_arms(base: RunConfig, method: str, strength: float,
+                settings: SweepSettings = SweepSettings()) -> tuple[dict[str, dict], str]:
+    """The arms of ``method`` at ``strength`` (``{arm: {base, overrides}}``, stage 2 pointing at
+    stage 1 with ``{run:ARM}``) and the name of the arm whose clean error is the point. Rotation
+    arms start from ``{run:pretrain_rotation}`` when ``settings.pretrain_epochs > 0``."""
+    spec = NOISE_METHODS.get(method)
+    tag = _strength_tag(strength)
+    pretrained = spec.rotation and settings.pretrain_epochs > 0
+    init = ["init_from={run:" + PRETRAIN_NAME + "}"] if pretrained else []
+    epochs = (settings.finetune_epochs or base.epochs) if pretrained else base.epochs
+    tasks = _tasks(base, spec.rotation, settings.rotation_weight)
 
-    ``glc``: ``Ĉ`` from the softmax on the trusted images and their clean labels; ``forward``:
-    anchor points of the softmax on the (untrusted) training images. ``splits`` is the stage-2
-    data (all images, ``extras["trusted"]`` and ``extras["clean_labels"]``); it may be ``None``
-    when the cache exists.
-    """
-    cache = Path(stage1_dir) / MATRIX_FILE
-    if cache.is_file():
-        return read_json(cache)["matrix"]
-    if splits is None:
-        raise ConfigError(f"{cache} does not exist and no data was given to estimate it")
-    trusted = torch.as_tensor(splits.train.extras["trusted"], dtype=torch.bool)
-    k = splits.num_classes
-    if correction == "glc":
-        index = torch.nonzero(trusted).flatten()
-        clean = torch.as_tensor(splits.train.extras["clean_labels"])[index]
-        matrix = estimate_corruption_matrix(_softmax_of_run(stage1_dir, splits, index), clean, k)
-    else:
-        index = torch.nonzero(~trusted).flatten()
-        matrix = estimate_forward_matrix(_softmax_of_run(stage1_dir, splits, index), k, quantile)
-    # float64 rows renormalized after the float32 estimate, so the YAML copy sums to 1 exactly.
-    m = matrix.double()
-    m = (m / m.sum(1, keepdim=True)).tolist()
-    write_json(cache, {"correction": correction, "num_images": len(index), "matrix": m})
-    return m
+    def config(stage: str, noise: LabelNoiseConfig, strategy: ComponentConfig, final: bool) -> RunConfig:
+        return _run_config(base, f"{tag}_{stage}", Path(base.out_dir), tasks=tasks, noise=noise,
+                           epochs=epochs, init_from=base.init_from, strategy=strategy, final=final)
+
+    # The CE run on fully corrupted labels: method none/rotation, and forward's stage 1.
+    ce = f"{tag}_{'rotation' if spec.rotation else 'none'}"
+    arms = {ce: _arm(config(ce[len(tag) + 1:], _noise(base, strength, 0.0, "all"), base.strategy, True), init)}
+    if spec.correction is None:
+        return arms, ce
+    fraction = _trusted_fraction(base, spec)
+    stage, stage1, options = spec.name, ce, {"quantile": settings.forward_quantile}
+    if spec.correction == "glc":  # arm names carry the fraction: "s0.4_glc_t0.05"
+        stage, options = f"{spec.name}_t{fraction:g}", {}
+        stage1 = f"{tag}_{stage}_stage1"
+        arms[stage1] = _arm(config(f"{stage}_stage1", _noise(base, strength, fraction, "untrusted"),
+                                   base.strategy, False), init)
+    final = config(stage, _noise(base, strength, fraction, "all"),
+                   ComponentConfig(spec.correction, options), True)
+    arms[final.name] = _arm(final, init + ["strategy.options.matrix_from={run:" + stage1 + "}"])
+    return arms, final.name
+
+
+def noise_spec(base: RunConfig, methods: Sequence[str], strengths: Sequence[float], out_dir: str | Path,
+               settings: SweepSettings = SweepSettings()) -> tuple[SweepSpec, dict[str, dict[float, str]]]:
+    """The sweep spec of a label-noise sweep (one seed: ``base.seed``) and, per method label and
+    strength, the arm of its point. Every run's config is built (and checked) here."""
+    specs = [NOISE_METHODS.get(m) for m in methods]  # unknown names fail before any training
+    labels = [method_label(base, s.name) for s in specs]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"methods contain duplicates: {list(methods)}")
+    values = _check_strengths(strengths)
+    arms: dict[str, dict] = {}
+    if any(s.rotation for s in specs) and settings.pretrain_epochs > 0:
+        arms[PRETRAIN_NAME] = _pretrain_arm(base, settings)
+    points: dict[str, dict[float, str]] = {label: {} for label in labels}
+    for strength in values:
+        for spec, label in zip(specs, labels):
+            new, points[label][strength] = method_arms(base, spec.name, strength, settings)
+            arms.update(new)
+    data = {"name": SPEC_NAME, "base": to_dict(base), "axes": [{"arms": arms}], "seeds": [base.seed],
+            "metrics": ["clean.accuracy"]}
+    return spec_from_dict(data, Path(SPEC_NAME), out_dir), points
 
 
 def _noise(base: RunConfig, strength: float, trusted_fraction: float, use: str) -> LabelNoiseConfig:
@@ -198,58 +208,12 @@ def _noise(base: RunConfig, strength: float, trusted_fraction: float, use: str) 
                                trusted_fraction=trusted_fraction, use=use)
 
 
-def run_method(base: RunConfig, method: str, strength: float, out_dir: str | Path,
-               settings: SweepSettings = SweepSettings(),
-               pretrained: str | None = None) -> dict[str, Any]:
-    """Train ``method`` at corruption ``strength`` (reusing finished runs); returns the point
-    ``{"strength", "test_error", "realized_noise", "run", "trusted_fraction"}`` with the test
-    error ``1 - clean accuracy`` on the clean test set.
-
-    ``pretrained``: the rotation-only run for rotation methods (made here if ``None`` and
-    ``settings.pretrain_epochs > 0``).
-    """
-    spec = NOISE_METHODS.get(method)
-    out_dir = Path(out_dir)
-    init, epochs = base.init_from, base.epochs
-    if spec.rotation and settings.pretrain_epochs > 0:
-        init = pretrained or _pretrain(base, out_dir, settings)
-        epochs = settings.finetune_epochs or base.epochs
-    tasks = _tasks(base, spec.rotation, settings.rotation_weight)
-
-    def config(stage: str, noise: LabelNoiseConfig, strategy: ComponentConfig,
-               final: bool) -> RunConfig:
-        return _run_config(base, f"{_strength_tag(strength)}_{stage}", out_dir, tasks=tasks,
-                           noise=noise, epochs=epochs, init_from=init, strategy=strategy,
-                           final=final)
-
-    # The CE run on fully corrupted labels: method none/rotation, and forward's stage 1.
-    ce = config("rotation" if spec.rotation else "none", _noise(base, strength, 0.0, "all"),
-                base.strategy, True)
-    if spec.correction is None:
-        return _point(strength, ce, ensure_run(ce))
-    trusted_fraction = _trusted_fraction(base, spec)
-    stage, stage1 = spec.name, ce
-    if spec.correction == "glc":  # run names carry the fraction: "s0.4_glc_t0.05"
-        stage = f"{spec.name}_t{trusted_fraction:g}"
-        stage1 = config(f"{stage}_stage1",
-                        _noise(base, strength, trusted_fraction, "untrusted"), base.strategy, False)
-    ensure_run(stage1)
-    noise = _noise(base, strength, trusted_fraction, "all")
-    stage1_dir = out_dir / stage1.name
-    splits = (None if (stage1_dir / MATRIX_FILE).is_file()
-              else load_splits(dataclasses.replace(base.data, label_noise=noise)))
-    matrix = estimate_matrix(spec.correction, stage1_dir, splits, settings.forward_quantile)
-    final = config(stage, noise, ComponentConfig(spec.correction, {"matrix": matrix}), True)
-    return _point(strength, final, ensure_run(final, splits))
-
-
-def _point(strength: float, cfg: RunConfig, results: dict) -> dict[str, Any]:
+def _point(strength: float, run: str, results: dict) -> dict[str, Any]:
     noise = results.get("data", {}).get("label_noise", {})
     acc = results["suites"]["clean"]["accuracy"]
     return {"strength": float(strength), "test_error": 1.0 - float(acc),
-            "realized_noise": noise.get("realized_noise"), "run": cfg.name,
+            "realized_noise": noise.get("realized_noise"), "run": run,
             "trusted_fraction": noise.get("trusted_fraction")}
-
 
 def _check_strengths(strengths: Sequence[float]) -> list[float]:
     values = [float(s) for s in strengths]
@@ -264,47 +228,86 @@ def _previous_records(path: Path) -> list[dict[str, Any]]:
     return list(read_json(path).get("records", [])) if path.is_file() else []
 
 
-def run_sweep(base: RunConfig, methods: Sequence[str], strengths: Sequence[float],
-              out_dir: str | Path, settings: SweepSettings = SweepSettings()) -> dict[str, Any]:
-    """Train every (method, strength) point into ``out_dir`` and write ``out_dir/sweep.json``.
+def launch(base: RunConfig, methods: Sequence[str], strengths: Sequence[float], out_dir: str | Path,
+           settings: SweepSettings = SweepSettings(), executor: str = "inline", parallel: int = 1,
+           echo: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], list[Outcome]]:
+    """Run the spec of :func:`noise_spec` through the sweep layer (``executor``: ``inline`` in this
+    process, ``local`` with ``parallel`` jobs, ``debug``), then write ``out_dir/sweep.json`` from
+    the finished points. Returns the sweep and the jobs' outcomes (failed ones do not stop the
+    others; their points are missing)."""
+    from .sweep import run_sweep as run_spec
 
-    Returns (and writes after every point, so a partial sweep is readable) ``{"methods",
-    "strengths", "records"}``. A record is ``{"method": label, "points": [...], "name",
-    "trusted_fraction", "settings", "base_config"}``, the format the ``label_noise`` report
-    section expects (labels from :func:`method_label`). What ``sweep.json`` already holds is
-    kept (other methods, other strengths), so several invocations build one Table 2: e.g. the
-    no-correction, GLC 5% and GLC 10% presets with one ``out_dir`` (they share the pretraining
-    and the runs they have in common). Rerunning a call skips finished points and resumes the
-    interrupted one.
-    """
-    specs = [NOISE_METHODS.get(m) for m in methods]  # unknown names fail before any training
-    labels = [method_label(base, s.name) for s in specs]
-    if len(set(labels)) != len(labels):
-        raise ConfigError(f"methods contain duplicates: {list(methods)}")
-    values = _check_strengths(strengths)
-    out_dir = Path(out_dir)
-    make_dir(out_dir, "sweep folder")  # one-line error when it is a file
-    previous = {r.get("method"): r for r in _previous_records(out_dir / SWEEP_FILE)}
-    ours = [{"method": label, "points": list(previous.get(label, {}).get("points", [])),
-             "name": spec.name, "trusted_fraction": _trusted_fraction(base, spec),
-             "settings": dataclasses.asdict(settings), "base_config": to_dict(base)}
-            for spec, label in zip(specs, labels)]
-    records = [r for label, r in previous.items() if label not in labels] + ours
-    sweep: dict[str, Any] = {"methods": [r["method"] for r in records], "strengths": [],
-                             "records": records}
-    pretrained = None
-    if any(s.rotation for s in specs) and settings.pretrain_epochs > 0:
-        pretrained = _pretrain(base, out_dir, settings)
-    for strength in values:
-        for spec, record in zip(specs, ours):
-            point = run_method(base, spec.name, strength, out_dir, settings, pretrained)
-            # A strength run before (an earlier invocation) is replaced by this result.
-            others = [p for p in record["points"] if _strength_tag(p["strength"]) != _strength_tag(strength)]
-            record["points"] = sorted(others + [point], key=lambda p: p["strength"])
-            sweep["strengths"] = sorted({p["strength"] for r in records for p in r["points"]})
-            write_json(out_dir / SWEEP_FILE, sweep)
+    spec, points = noise_spec(base, methods, strengths, out_dir, settings)
+    outcomes = run_spec(spec, executor, parallel, echo)
+    with DirLock(spec.out, "sweep folder"):
+        sweep = _write_records(spec, base, methods, points, settings)
+    return sweep, outcomes
+
+
+def _write_records(spec: SweepSpec, base: RunConfig, methods: Sequence[str],
+                   points: dict[str, dict[float, str]], settings: SweepSettings) -> dict[str, Any]:
+    """``sweep.json``: what it already holds (other methods, other strengths) joined with the
+    finished points of this spec."""
+    path = spec.out / SWEEP_FILE
+    previous = {r.get("method"): r for r in _previous_records(path)}
+    ours = []
+    for method, (label, arms) in zip(methods, points.items()):
+        record = {"method": label, "points": list(previous.get(label, {}).get("points", [])),
+                  "name": method, "trusted_fraction": _trusted_fraction(base, NOISE_METHODS.get(method)),
+                  "settings": dataclasses.asdict(settings), "base_config": to_dict(base)}
+        for strength, arm in arms.items():
+            run = f"{arm}_s{spec.seeds[0]}"
+            if (spec.out / run / RESULTS).is_file():
+                # A strength run before (an earlier invocation) is replaced by this result.
+                kept = [p for p in record["points"] if _strength_tag(p["strength"]) != _strength_tag(strength)]
+                record["points"] = kept + [_point(strength, run, read_json(spec.out / run / RESULTS))]
+        record["points"].sort(key=lambda p: p["strength"])
+        ours.append(record)
+    records = [r for label, r in previous.items() if label not in points] + ours
+    sweep = {"methods": [r["method"] for r in records],
+             "strengths": sorted({p["strength"] for r in records for p in r["points"]}), "records": records}
+    write_json(path, sweep)
     return sweep
 
+
+def failure_message(what: str, outcomes: Sequence[Outcome]) -> str | None:
+    """One line naming the runs that failed or were skipped, or ``None`` when all finished."""
+    bad = [o for o in outcomes if o.status in ("failed", "blocked")]
+    if not bad:
+        return None
+    first = bad[0]
+    return (f"{what}: {len(bad)} of {len(outcomes)} runs did not finish (first: {first.name}: "
+            f"{first.error}); fix and rerun the same command (finished runs are skipped)")
+
+
+def run_sweep(base: RunConfig, methods: Sequence[str], strengths: Sequence[float],
+              out_dir: str | Path, settings: SweepSettings = SweepSettings(),
+              executor: str = "inline", parallel: int = 1) -> dict[str, Any]:
+    """Train every (method, strength) point into ``out_dir`` and write ``out_dir/sweep.json``.
+
+    Returns ``{"methods", "strengths", "records"}``. A record is ``{"method": label, "points":
+    [...], "name", "trusted_fraction", "settings", "base_config"}``, the format the ``label_noise``
+    report section expects (labels from :func:`method_label`). What ``sweep.json`` already holds
+    is kept (other methods, other strengths), so several invocations build one Table 2: e.g. the
+    no-correction, GLC 5% and GLC 10% presets with one ``out_dir`` (they share the pretraining
+    and the runs they have in common). Rerunning a call skips finished points and resumes the
+    interrupted one. A run that fails raises (after the others ran and ``sweep.json`` was written).
+    """
+    sweep, outcomes = launch(base, methods, strengths, out_dir, settings, executor, parallel)
+    message = failure_message("label-noise sweep", outcomes)
+    if message:
+        raise SsrobustError(message)
+    return sweep
+
+
+def run_method(base: RunConfig, method: str, strength: float, out_dir: str | Path,
+               settings: SweepSettings = SweepSettings()) -> dict[str, Any]:
+    """One point of :func:`run_sweep`: ``{"strength", "test_error", "realized_noise", "run",
+    "trusted_fraction"}`` with the test error ``1 - clean accuracy`` on the clean test set."""
+    sweep = run_sweep(base, [method], [strength], out_dir, settings)
+    label = method_label(base, method)
+    record = next(r for r in sweep["records"] if r["method"] == label)
+    return next(p for p in record["points"] if _strength_tag(p["strength"]) == _strength_tag(strength))
 
 def sweep_report(sweep: dict[str, Any], out_dir: str | Path, title: str = "Label corruption",
                  sweep_dir: str | Path | None = None) -> Path:

@@ -9,10 +9,12 @@ paper's method) and/or ``rotnet`` (RotNet, with a ``rotation`` task). The one-cl
 (Schölkopf et al. 1999) runs on the raw pixels of the same training images. Table 3 of the paper
 reports the per-class AUROC and the mean over the ten CIFAR-10 classes.
 
-Sweeps are resumable: a finished run is reused (:func:`~ssrobust.experiments.run.ensure_run`), an
-interrupted one resumes from its checkpoint, OC-SVM results are cached per class
-(``ocsvm/class_<c>.json``), and ``sweep.json`` is rewritten after every class, keeping what earlier
-invocations recorded (so the plain and the OE sweep fill one table). Metrics recorded before
+``ssrobust one-class`` builds a sweep spec (:func:`one_class_spec`: one arm ``class_<c>[_oe]`` per
+class, run folders ``<arm>_s<seed>``) and runs it through the sweep layer (:mod:`.sweep`), so it is
+resumable like every sweep: a finished run is skipped, an interrupted one resumes from its
+checkpoint. OC-SVM results are cached per class (``ocsvm/class_<c>.json``), and ``sweep.json`` is
+rewritten from the finished runs, keeping what earlier invocations recorded (so the plain and the
+OE sweep fill one table). Metrics recorded before
 schema version 2 (keys ``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95``) are upgraded on reading
 (:func:`~ssrobust.ood.metrics.upgrade_metrics`); such OC-SVM caches are recomputed.
 """
@@ -23,22 +25,24 @@ import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..data.base import DatasetSplits
 from ..runs.splits import load_splits
-from ..errors import ConfigError
-from ..paths import make_dir
+from ..errors import ConfigError, SsrobustError
+from ..locking import DirLock
 from ..runs.config import ComponentConfig, RunConfig, parse_task_specs
 from ..tasks.base import declared_scores
 from ..runs.rundir import RESULTS, read_json, write_json
 from ..typedconfig import to_dict
 from ..ood.metrics import METRIC_KEYS, metrics, upgrade_metrics
-from .run import ensure_run
+from .sweep_jobs import Outcome
+from .sweep_spec import SweepSpec, spec_from_dict
 
 SWEEP_FILE = "sweep.json"
+SPEC_NAME = "one-class"
 OCSVM_LABEL = "OC-SVM"
 # Table 3's names for the one-class scores of the network's tasks.
 SCORE_LABELS = {"rotation_translation": "ours", "rotnet": "RotNet"}
@@ -167,21 +171,18 @@ def _ocsvm_for_class(cfg: RunConfig, c: int, out_dir: Path, settings: OCSVMSetti
     return m
 
 
-def _class_record(cfg: RunConfig, c: int, out_dir: Path, oe: bool,
+def _class_record(cfg: RunConfig, c: int, run: str, out_dir: Path, oe: bool,
                   ocsvm: OCSVMSettings | None) -> dict[str, Any]:
-    """Train (or reuse) the run of class ``c`` and collect its one-class metrics."""
-
-    done = (out_dir / cfg.name / RESULTS).is_file()
-    splits = None if done else load_splits(cfg.data)
-    results = ensure_run(cfg, splits)
+    """The one-class metrics of the finished run ``run`` of class ``c`` (and the OC-SVM's)."""
+    results = read_json(out_dir / run / RESULTS)
     scores = results["suites"]["ood"]["scores"]
     suffix = "+OE" if oe else ""
     # A class run finished before schema version 2 has the old metric keys: upgrade them.
     methods = {SCORE_LABELS.get(s, s) + suffix: upgrade_metrics(rec["per_set"]["held_out"])
                for s, rec in scores.items()}
-    runs = {label: cfg.name for label in methods}
+    runs = {label: run for label in methods}
     if ocsvm is not None:
-        methods[OCSVM_LABEL] = _ocsvm_for_class(cfg, c, out_dir, ocsvm, splits)
+        methods[OCSVM_LABEL] = _ocsvm_for_class(cfg, c, out_dir, ocsvm, None)
     return {"class": int(c), "name": results["data"]["class_names"][0], "methods": methods,
             "runs": runs}
 
@@ -199,23 +200,8 @@ def _merge(previous: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
             "runs": {**previous.get("runs", {}), **record["runs"]}}
 
 
-def run_one_class_sweep(base: RunConfig, classes: Sequence[int] | None, out_dir: str | Path,
-                        oe: bool | None = None, ocsvm: bool = True,
-                        ocsvm_settings: OCSVMSettings = OCSVMSettings()) -> dict[str, Any]:
-    """Train one run per class into ``out_dir`` and write ``out_dir/sweep.json``.
-
-    Args:
-        base: the run template (model, optimizer, data source, tasks; see the presets in
-            ``configs/paper/ood/`` and ``configs/cpu/one_class.yaml``).
-        classes: class ids (default: every class of the data source).
-        oe: ``True``/``False`` forces Outlier Exposure on/off; ``None`` follows ``base.strategy``
-            (``one_class_oe`` with its options, anything else trains ``ss_only``).
-        ocsvm: add the OC-SVM baseline column (skipped with a warning without scikit-learn).
-    Returns:
-        ``{"classes", "methods", "records": [{"class", "name", "methods": {label: metrics},
-        "runs": {label: run name}}], "ocsvm", "base_configs"}``, the record the ``one_class``
-        report section renders. Rerunning skips finished classes.
-    """
+def _check_sweep(base: RunConfig, classes: Sequence[int] | None, oe: bool | None) -> tuple[bool, list[int]]:
+    """Whether the sweep trains with OE, and its class ids; fails before any training."""
     use_oe = resolve_oe(base, oe)
     if use_oe:  # validate the OE options before any training
         from ..train.strategies import build_strategy
@@ -226,25 +212,90 @@ def run_one_class_sweep(base: RunConfig, classes: Sequence[int] | None, out_dir:
     values = [int(c) for c in classes]
     if not values or len(set(values)) != len(values) or min(values) < 0:
         raise ConfigError(f"classes must be distinct class ids >= 0, got {list(classes)}")
-    configs = {c: class_run_config(base, c, out_dir, use_oe) for c in values}
+    return use_oe, values
+
+
+def one_class_spec(base: RunConfig, classes: Sequence[int], out_dir: str | Path, oe: bool) -> SweepSpec:
+    """The sweep spec of a one-class sweep: one arm per class (:func:`class_run_config` inline),
+    one seed (``base.seed``); the summary pools each score's held-out AUROC."""
+    arms = {}
+    for c in classes:
+        cfg = class_run_config(base, c, out_dir, oe)
+        arms[cfg.name] = {"base": to_dict(cfg), "overrides": []}
+    scores = cfg.eval.options["ood"]["scores"]
+    data = {"name": SPEC_NAME, "base": to_dict(base), "axes": [{"arms": arms}], "seeds": [base.seed],
+            "metrics": [f"ood.scores.{s}.per_set.held_out.auroc_out_pos" for s in scores]}
+    return spec_from_dict(data, Path(SPEC_NAME), out_dir)
+
+
+def launch(base: RunConfig, classes: Sequence[int] | None, out_dir: str | Path, oe: bool | None = None,
+           ocsvm: bool = True, ocsvm_settings: OCSVMSettings = OCSVMSettings(), executor: str = "inline",
+           parallel: int = 1, echo: Callable[[str], None] = lambda line: None
+           ) -> tuple[dict[str, Any], list[Outcome]]:
+    """Run the spec of :func:`one_class_spec` through the sweep layer (``executor``: ``inline``
+    in this process, ``local`` with ``parallel`` jobs), then add the OC-SVM column and write
+    ``out_dir/sweep.json`` for the finished classes. Returns the sweep and the jobs' outcomes."""
+    from .sweep import run_sweep as run_spec
+
+    use_oe, values = _check_sweep(base, classes, oe)
+    spec = one_class_spec(base, values, out_dir, use_oe)
     settings: OCSVMSettings | None = ocsvm_settings if ocsvm else None
     missing = sklearn_missing() if ocsvm else None
     if missing:
         warnings.warn(missing, stacklevel=2)
         settings = None
-    out_dir = Path(out_dir)
-    make_dir(out_dir, "sweep folder")  # one-line error when it is a file
-    path = out_dir / SWEEP_FILE
+    outcomes = run_spec(spec, executor, parallel, echo)
+    with DirLock(spec.out, "sweep folder"):
+        sweep = _write_sweep(spec, base, values, use_oe, settings)
+        sweep["ocsvm"] = {"settings": dataclasses.asdict(ocsvm_settings), "skipped": missing}
+        write_json(spec.out / SWEEP_FILE, sweep)
+    return sweep, outcomes
+
+
+def _write_sweep(spec: SweepSpec, base: RunConfig, classes: list[int], oe: bool,
+                 settings: OCSVMSettings | None) -> dict[str, Any]:
+    """``sweep.json``'s records: the earlier ones joined with the classes finished now."""
+    path = spec.out / SWEEP_FILE
     sweep: dict[str, Any] = read_json(path) if path.is_file() else {"records": []}
     by_class = {r["class"]: _upgrade_record(r) for r in sweep["records"]}
-    sweep.setdefault("base_configs", {})["oe" if use_oe else "plain"] = to_dict(base)
-    sweep["ocsvm"] = {"settings": dataclasses.asdict(ocsvm_settings), "skipped": missing}
-    for c, cfg in configs.items():
-        by_class[c] = _merge(by_class.get(c, {}), _class_record(cfg, c, out_dir, use_oe, settings))
-        sweep["records"] = [by_class[k] for k in sorted(by_class)]
-        sweep["classes"] = sorted(by_class)
-        sweep["methods"] = list(dict.fromkeys(m for r in sweep["records"] for m in r["methods"]))
-        write_json(path, sweep)
+    sweep.setdefault("base_configs", {})["oe" if oe else "plain"] = to_dict(base)
+    for c in classes:
+        cfg = class_run_config(base, c, spec.out, oe)
+        run = f"{cfg.name}_s{spec.seeds[0]}"
+        if (spec.out / run / RESULTS).is_file():
+            by_class[c] = _merge(by_class.get(c, {}), _class_record(cfg, c, run, spec.out, oe, settings))
+    sweep["records"] = [by_class[k] for k in sorted(by_class)]
+    sweep["classes"] = sorted(by_class)
+    sweep["methods"] = list(dict.fromkeys(m for r in sweep["records"] for m in r["methods"]))
+    return sweep
+
+
+def run_one_class_sweep(base: RunConfig, classes: Sequence[int] | None, out_dir: str | Path,
+                        oe: bool | None = None, ocsvm: bool = True,
+                        ocsvm_settings: OCSVMSettings = OCSVMSettings(), executor: str = "inline",
+                        parallel: int = 1) -> dict[str, Any]:
+    """Train one run per class into ``out_dir`` and write ``out_dir/sweep.json``.
+
+    Args:
+        base: the run template (model, optimizer, data source, tasks; see the presets in
+            ``configs/paper/ood/`` and ``configs/cpu/one_class.yaml``).
+        classes: class ids (default: every class of the data source).
+        oe: ``True``/``False`` forces Outlier Exposure on/off; ``None`` follows ``base.strategy``
+            (``one_class_oe`` with its options, anything else trains ``ss_only``).
+        ocsvm: add the OC-SVM baseline column (skipped with a warning without scikit-learn).
+        executor, parallel: how the sweep layer runs the class runs (``inline``: this process).
+    Returns:
+        ``{"classes", "methods", "records": [{"class", "name", "methods": {label: metrics},
+        "runs": {label: run name}}], "ocsvm", "base_configs"}``, the record the ``one_class``
+        report section renders. Rerunning skips finished classes. A failed run raises (after the
+        other classes ran and ``sweep.json`` was written).
+    """
+    from .label_noise import failure_message
+
+    sweep, outcomes = launch(base, classes, out_dir, oe, ocsvm, ocsvm_settings, executor, parallel)
+    message = failure_message("one-class sweep", outcomes)
+    if message:
+        raise SsrobustError(message)
     return sweep
 
 

@@ -3,7 +3,9 @@
 The spec (:mod:`.sweep_spec`) expands into arms x seeds; each run is one job
 (:mod:`.sweep_jobs`). The summary (``<out>/summary.json``, ``summary.md``,
 ``summary_error_bars.png``) pools each arm's seeds: mean, sd, 95% t-interval, n, and the paired
-difference against the spec's baseline arm (:mod:`ssrobust.report.seeds`).
+difference against the spec's baseline arm (:mod:`ssrobust.report.seeds`). Runs with
+prerequisites (:mod:`.sweep_stages`) go stage by stage (locally) or with ``afterok`` dependencies
+(Slurm).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from ..atomic import write_text_atomic
 from ..errors import ConfigError
 from ..locking import DirLock
 from ..paths import make_dir
-from .sweep_jobs import EXECUTORS, Job, Outcome, run_local, run_state, stored_config, submit_slurm
+from .sweep_jobs import (EXECUTORS, InlineExecutor, Job, Outcome, run_local, run_state, stored_config,
+                         submit_slurm)
 from .sweep_spec import SweepSpec
 
 SUMMARY_JSON, SUMMARY_MD, SUMMARY_FIG = "summary.json", "summary.md", "summary_error_bars.png"
@@ -40,7 +43,7 @@ def threads_per_job(parallel: int) -> int:
 
 def job_threads(spec: SweepSpec, executor: str, parallel: int) -> int | None:
     """Torch threads of each job: local ``cores // parallel``; Slurm the ``cpus_per_task`` it asks
-    for; debug (in this process) PyTorch's default."""
+    for; debug and inline (in this process) the base config's ``threads``."""
     if executor == "local":
         return threads_per_job(parallel)
     return spec.slurm.cpus_per_task if executor == "slurm" else None
@@ -56,8 +59,16 @@ def plan(spec: SweepSpec, threads: int | None) -> list[Planned]:
 
 
 def dry_run_lines(planned: list[Planned]) -> list[str]:
-    """One line per run: its state and folder, then the counts."""
-    lines = [f"{p.state:8s} {p.job.out / p.job.run.name}" for p in planned]
+    """One line per run: its state and folder (and the runs it waits for), grouped by stage when
+    the spec has stages, then the counts."""
+    last = max((p.job.run.stage for p in planned), default=0)
+    lines = []
+    for stage in range(last + 1):
+        if last:
+            lines.append(f"stage {stage}:")
+        lines += [f"{p.state:8s} {p.job.out / p.job.run.name}"
+                  + (f"  after {', '.join(p.job.run.needs)}" if p.job.run.needs else "")
+                  for p in planned if p.job.run.stage == stage]
     counts = {s: sum(p.state == s for p in planned) for s in ("done", "partial", "new", "conflict")}
     return lines + [", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(planned)} runs"]
 
@@ -78,18 +89,58 @@ def run_sweep(spec: SweepSpec, executor: str = "local", parallel: int = 1,
         todo = [p.job for p in planned if p.state != "done"]
         echo(f"{len(planned) - len(todo)} of {len(planned)} runs already done; launching {len(todo)}")
         if executor == "slurm":
-            jobs = submit_slurm(todo, spec.out, spec.slurm, spec.name) if todo else []
-            for job, j in zip(todo, jobs):
-                echo(f"submitted {job.run.name}: Slurm job {j.job_id}, log {j.paths.stderr}")
+            submit_stages(todo, spec, echo)
             return [Outcome(j.run.name, "submitted") for j in todo]
-        outcomes = run_local(todo, spec.out, parallel if executor == "local" else 1,
-                             executor=_debug_executor(spec.out) if executor == "debug" else None,
-                             on_end=lambda o: echo(_outcome_line(o)))
+        outcomes = run_stages(todo, spec.out, parallel if executor == "local" else 1,
+                              _executor(spec.out, executor), echo)
         write_summary(spec)
     return outcomes
 
 
-def _debug_executor(out: Path):
+def run_stages(todo: list[Job], out: Path, parallel: int, executor,
+               echo: Callable[[str], None]) -> list[Outcome]:
+    """Run ``todo`` stage by stage; a run whose prerequisite failed (or was itself skipped) is not
+    started (``blocked``), the others go on. Outcomes in the order of ``todo``."""
+    by_name: dict[str, Outcome] = {}
+    for stage in sorted({j.run.stage for j in todo}):
+        ready = []
+        for job in (j for j in todo if j.run.stage == stage):
+            bad = [n for n in job.run.needs if n in by_name and by_name[n].status in ("failed", "blocked")]
+            if bad:
+                by_name[job.run.name] = Outcome(job.run.name, "blocked", error=f"needs {', '.join(bad)}")
+                echo(_outcome_line(by_name[job.run.name]))
+            else:
+                ready.append(job)
+        for o in run_local(ready, out, parallel, executor=executor, on_end=lambda o: echo(_outcome_line(o))):
+            by_name[o.name] = o
+    return [by_name[j.run.name] for j in todo]
+
+
+def submit_stages(todo: list[Job], spec: SweepSpec, echo: Callable[[str], None]) -> dict[str, str]:
+    """Submit ``todo`` to Slurm, stage by stage: one array per stage and set of prerequisites, each
+    with ``afterok`` on the job ids of its prerequisites submitted here (finished ones need no
+    wait). Returns ``{run name: Slurm job id}``."""
+    ids: dict[str, str] = {}
+    for stage in sorted({j.run.stage for j in todo}):
+        groups: dict[str, list[Job]] = {}
+        for job in (j for j in todo if j.run.stage == stage):
+            waits = [ids[n] for n in job.run.needs if n in ids]
+            groups.setdefault(":".join(waits), []).append(job)
+        for waits, jobs in groups.items():
+            dependency = f"afterok:{waits}" if waits else None
+            for job, j in zip(jobs, submit_slurm(jobs, spec.out, spec.slurm, spec.name, dependency)):
+                ids[job.run.name] = str(j.job_id)
+                echo(f"submitted {job.run.name}: Slurm job {j.job_id}"
+                     + (f" ({dependency})" if dependency else "") + f", log {j.paths.stderr}")
+    return ids
+
+
+def _executor(out: Path, executor: str):
+    """The executor object of ``debug`` and ``inline`` (``local``: :func:`run_local`'s own)."""
+    if executor == "inline":
+        return InlineExecutor()
+    if executor != "debug":
+        return None
     import submitit
 
     return submitit.DebugExecutor(folder=str(out / "jobs" / "%j"))
@@ -97,7 +148,9 @@ def _debug_executor(out: Path):
 
 def _outcome_line(o: Outcome) -> str:
     if o.status == "failed":
-        return f"FAILED {o.name}: {o.error} (log: {o.log})"
+        return f"FAILED {o.name}: {o.error}" + (f" (log: {o.log})" if o.log else "")
+    if o.status == "blocked":
+        return f"SKIPPED {o.name}: its prerequisite {o.error.removeprefix('needs ')} did not finish"
     return f"{o.status} {o.name}"
 
 

@@ -9,6 +9,11 @@ again. ``threads`` is part of a run's config; a run that started with another th
   with ``threads = cores // parallel`` so that the machine is not oversubscribed.
 * slurm: :class:`submitit.SlurmExecutor`, one job array for the runs not finished yet.
 * debug: :class:`submitit.DebugExecutor`, in this process (tests, pdb).
+* inline: :class:`InlineExecutor`, in this process without pdb (the ``noise-sweep`` and
+  ``one-class`` aliases; a failed job is reported like a local one).
+
+A run with prerequisites (``{run:ARM}``, :mod:`.sweep_stages`) starts after them: locally stage by
+stage (a failed prerequisite skips its dependents), on Slurm with ``--dependency=afterok:<ids>``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from ..runs.config import RunConfig
 from ..runs.rundir import CHECKPOINT, CONFIG, RESULTS, same_config
 from .sweep_spec import SlurmResources, SweepRun
 
-EXECUTORS = ("local", "slurm", "debug")
+EXECUTORS = ("local", "slurm", "debug", "inline")
 JOBS_DIR = "jobs"  # submitit's scripts, pickles and logs, inside the sweep folder
 
 
@@ -38,7 +43,8 @@ class Job:
 
 @dataclass
 class Outcome:
-    """How one job ended: ``done``, ``skipped`` (finished before) or ``failed`` (with its log)."""
+    """How one job ended: ``done``, ``skipped`` (finished before), ``failed`` (with its log),
+    ``blocked`` (not started: a prerequisite failed; ``error`` names it) or ``submitted``."""
 
     name: str
     status: str
@@ -113,6 +119,32 @@ def _last_error(log: Path | None, e: Exception) -> str:
     return text[-1].strip() if text else type(e).__name__
 
 
+class _InlineJob:
+    """A job that already ran in this process: its result, or the exception it raised."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple) -> None:
+        self._result, self._error = None, None
+        try:
+            self._result = fn(*args)
+        except Exception as e:  # reported as a failed job, like a job process's traceback
+            self._error = e
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+class InlineExecutor:
+    """Runs each submitted job at once in this process (no pickling, no pdb, no job folder)."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _InlineJob:
+        return _InlineJob(fn, args)
+
+
 def local_executor(folder: Path, timeout_min: int = 7 * 24 * 60):
     import submitit
 
@@ -146,8 +178,9 @@ def run_local(jobs: Sequence[Job], folder: Path, parallel: int, executor: Any = 
     return [outcomes[i] for i in range(len(jobs))]
 
 
-def slurm_parameters(res: SlurmResources, name: str) -> dict[str, Any]:
-    """SlurmExecutor parameters of the spec's resources (the names sbatch knows)."""
+def slurm_parameters(res: SlurmResources, name: str, dependency: str | None = None) -> dict[str, Any]:
+    """SlurmExecutor parameters of the spec's resources (the names sbatch knows); ``dependency``
+    (``afterok:ID:ID``) also asks Slurm to cancel the job if a prerequisite fails."""
     params: dict[str, Any] = {"job_name": name, "time": res.time_min, "cpus_per_task": res.cpus_per_task,
                               "array_parallelism": res.array_parallelism, "ntasks_per_node": 1,
                               "nodes": 1}
@@ -159,16 +192,21 @@ def slurm_parameters(res: SlurmResources, name: str) -> dict[str, Any]:
         params["mem"] = f"{res.mem_gb:g}GB"
     if res.setup:
         params["setup"] = list(res.setup)
-    if res.additional:
-        params["additional_parameters"] = dict(res.additional)
+    additional = dict(res.additional)
+    if dependency:
+        params["dependency"] = dependency
+        additional.setdefault("kill-on-invalid-dep", "yes")
+    if additional:
+        params["additional_parameters"] = additional
     return params
 
 
-def submit_slurm(jobs: Sequence[Job], folder: Path, res: SlurmResources, name: str) -> list[Any]:
-    """Submit ``jobs`` as one Slurm job array (``%a`` logs under ``<folder>/jobs``); returns the
-    submitit jobs without waiting."""
+def submit_slurm(jobs: Sequence[Job], folder: Path, res: SlurmResources, name: str,
+                 dependency: str | None = None) -> list[Any]:
+    """Submit ``jobs`` as one Slurm job array (``%a`` logs under ``<folder>/jobs``), after the
+    jobs of ``dependency`` (``afterok:ID:ID``) if given; returns the submitit jobs without waiting."""
     import submitit
 
     ex = submitit.SlurmExecutor(folder=str(folder / JOBS_DIR / "%j"))
-    ex.update_parameters(**slurm_parameters(res, name))
+    ex.update_parameters(**slurm_parameters(res, name, dependency))
     return ex.map_array(run_job, list(jobs))
