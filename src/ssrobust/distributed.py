@@ -38,6 +38,13 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """``t`` becomes rank ``src``'s ``t`` on every rank (in place); nothing in one process."""
+    if is_distributed():
+        dist.broadcast(t, src)
+    return t
+
+
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if is_distributed():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

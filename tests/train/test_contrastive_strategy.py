@@ -85,18 +85,34 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path, mode):
     assert losses[-1] < losses[0] - 0.05, losses
 
 
-@pytest.mark.parametrize("dual_bn", [False, True])
-def test_reused_views_give_the_loss_and_gradients_of_recomputed_ones(tmp_path, dual_bn):
+@pytest.mark.parametrize("dual_bn, bn_mode", [(False, "eval"), (True, "eval"), (True, "train"), (False, "train")])
+def test_reused_views_give_the_loss_and_gradients_of_recomputed_ones(tmp_path, dual_bn, bn_mode):
+    """``train``: the clean views' training forward is the one the attack uses (no re-encoding)."""
     results = []
     for reuse in (True, False):
         strategy, net, x, y, extras = _strategy_and_net(tmp_path, "advcl", dual_bn=dual_bn,
-                                                        reuse_views=reuse, bn_mode="eval")
+                                                        reuse_views=reuse, bn_mode=bn_mode)
         out = strategy(net, x, y, torch.Generator().manual_seed(5), extras)
         out.main_loss.backward()
         results.append((float(out.main_loss.detach()), [p.grad.clone() for p in net.parameters() if p.grad is not None]))
     (la, ga), (lb, gb) = results
     assert abs(la - lb) < 1e-5 and len(ga) == len(gb)
     assert all(torch.allclose(a, b, atol=1e-5, rtol=1e-4) for a, b in zip(ga, gb))
+
+
+@pytest.mark.parametrize("reuse, bn_mode, expected", [
+    # images through the backbone per step, B images and s = 2 attack steps, 3 clean views:
+    (True, "train", 3 + 2 + 2 + 1 + 1),       # clean views once (also the attack's), attacks, x_cl, x_ce
+    (True, "eval", 3 + 3 + 2 + 2 + 1 + 1),    # + the clean views once without gradient in eval mode
+    (False, "eval", 2 * (3 + 1) + 2 + 3 + 1 + 1),  # the clean views again at every contrastive step
+])
+def test_images_forwarded_per_step(tmp_path, monkeypatch, reuse, bn_mode, expected):
+    strategy, net, x, y, extras = _strategy_and_net(tmp_path, "advcl", reuse_views=reuse, bn_mode=bn_mode)
+    seen = []
+    forward = net.model.forward_features
+    monkeypatch.setattr(net.model, "forward_features", lambda v: seen.append(len(v)) or forward(v))
+    strategy(net, x, y, torch.Generator().manual_seed(5), extras)
+    assert sum(seen) == expected * len(x), seen
 
 
 def test_dual_bn_resume_is_exact_heads_included(tmp_path):

@@ -11,22 +11,32 @@ Strategy ``contrastive`` with ``mode``:
   attack maximizing the pseudo-label CE; optional per-branch BatchNorm (``dual_bn``: branches
   ``normal`` / ``pgd`` / ``pgd_ce``).
 
-The views that are not attacked are encoded once per step, without gradient, and reused at every
-attack step (``reuse_views=False`` re-encodes them at every step, as the AdvCL code does; same
-loss, used by ``benchmarks/contrastive_step.py``).
+The views that are not attacked are encoded once per step and reused at every attack step
+(``reuse_views=False`` re-encodes them at every step, in the autograd graph, as the AdvCL code
+does; same loss, used by ``benchmarks/contrastive_step.py``). When the attack runs in the mode of
+the training forward (``bn_mode="train"`` in a training network, as the AdvCL code), that one
+encoding is the training forward of the clean views itself: the attack contrasts against its
+detached copy. Otherwise (default ``bn_mode="eval"``) they are encoded once more without gradient.
 
 The heads live in the :class:`~ssrobust.runs.network.Network` as the submodule ``contrastive``
 (added by :meth:`ContrastivePretraining.prepare`), so the optimizer trains them and
 ``checkpoint.pt`` / ``model.pt`` store them; ``init_from`` of a finetuning run reads only the
 backbone. Labels are not used; the classifier head gets no gradient (``trains_classifier`` is
-False: the loop records no ``train_acc`` / ``val_acc``). The forwards use the unwrapped network,
-so this strategy trains in one process (a DDP-wrapped network raises).
+False: the loop records no ``train_acc`` / ``val_acc``).
+
+Under ``torchrun`` (DDP) the forwards still use the unwrapped network (many forwards per step,
+BatchNorm branches, attacks), so DDP's reducer is never armed; instead the strategy itself
+averages the parameter gradients over the ranks at the end of the step's backward
+(:class:`~ssrobust.contrastive.distributed.GradientAverager`) and copies rank 0's buffers to every
+rank before each step, as DDP does. The NT-Xent negatives (in the loss and in the attack) are
+gathered from all ranks with gradients, so the step equals the single-process step on the
+concatenated batch, except for BatchNorm batch statistics, which stay per rank as in plain DDP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -36,11 +46,11 @@ from ..attacks import PGD, attack_mode
 from ..attacks.objectives import Objective
 from ..contrastive import (ADVCL_KS, ContrastiveObjective, NTXentLoss, ProjectionHead,
                            PseudoLabelHeads, PseudoLabelObjective, SimCLRViewConfig, attack_with,
-                           convert_batchnorm, encode_views, high_frequency_component, simclr_view,
-                           use_branch)
+                           convert_batchnorm, high_frequency_component, simclr_view, use_branch)
+from ..contrastive.distributed import GradientAverager, broadcast_state
 from ..errors import ConfigError
 from ..typedconfig import check_number
-from .pseudo_label_source import PSEUDO_LABELS, pseudo_labels_for_run
+from .pseudo_label_source import PSEUDO_LABELS, shared_pseudo_labels
 from .strategies import STRATEGIES, PrepareContext, StepOutput, Strategy
 
 MODES = ("simclr", "acl", "advcl")
@@ -48,14 +58,20 @@ BRANCHES = ("normal", "pgd", "pgd_ce")  # AdvCL's BatchNorm branches: clean view
 HEADS = "contrastive"  # the Network submodule holding the heads
 
 
+Views = list[tuple[torch.Tensor, "str | None"]]  # (images [B, 3, H, W], BatchNorm branch)
+
+
 @dataclass(frozen=True, eq=False)
 class RecomputedContrastiveObjective(Objective):
     """:class:`~ssrobust.contrastive.ContrastiveObjective` that re-encodes the other views
-    ``[V-1] x [B, 3, H, W]`` at every attack step (the AdvCL code's way; the naive baseline)."""
+    ``[V-1] x [B, 3, H, W]`` at every attack step, inside the autograd graph (the AdvCL code's
+    way; the naive baseline of the benchmark). ``encode(views) -> [B, V-1, P]`` is the strategy's
+    own encoder, so the projections equal the ones encoded once."""
 
     head: nn.Module
     views: tuple[torch.Tensor, ...]
     criterion: nn.Module
+    encode: Callable[[Views], torch.Tensor]
     branch: str | None = None
     other_branch: str | None = None
 
@@ -64,8 +80,7 @@ class RecomputedContrastiveObjective(Objective):
 
     def bind(self, model, x_clean, y):
         def loss(x_adv: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():  # the reference code keeps them in the graph; same value
-                others = encode_views(model, self.head, self.views, self.other_branch)
+            others = self.encode([(v, self.other_branch) for v in self.views])
             with use_branch([model, self.head], self.branch):
                 attacked = self.head(model.forward_features(x_adv)).float()
             z = torch.cat([attacked[:, None], others], dim=1)
@@ -114,7 +129,8 @@ class ContrastivePretraining(Strategy):
         check_number("strategy.options.pseudo_label_weight", pseudo_label_weight, low=0.0)
         check_number("strategy.options.projection_dim", projection_dim, low=1)
         self.mode, self.dual_bn, self.reuse_views = mode, bool(dual_bn), bool(reuse_views)
-        self.criterion = NTXentLoss(temperature, base_temperature)
+        # Negatives from every rank (identity in one process), in the loss and in the attack.
+        self.criterion = NTXentLoss(temperature, base_temperature, gather_distributed=True)
         self.attack = PGD(eps=eps, step_size=step_size, steps=int(steps), norm="linf", bn_mode=bn_mode)
         self.view_cfg = SimCLRViewConfig()
         self.projection_dim = int(projection_dim)
@@ -123,6 +139,7 @@ class ContrastivePretraining(Strategy):
         self.pl_ks, self.min_cluster_size = tuple(int(k) for k in pseudo_label_ks), int(min_cluster_size)
         self.pl_weight = float(pseudo_label_weight)
         self.ks: tuple[int, ...] = ()
+        self._synced: tuple[nn.Module, GradientAverager] | None = None  # (network, its averager)
 
     # ------------------------------------------------------------------ set-up
 
@@ -130,14 +147,12 @@ class ContrastivePretraining(Strategy):
         """Add the heads (and BatchNorm branches) to the network; for ``advcl`` compute (or read
         from the cache) the pseudo-labels and hand them to the loader as the extra
         ``pseudo_labels`` (int64 ``[N, len(ks)]``, column ``i`` for ``K = ks[i]``)."""
-        if dist.world_size() > 1:  # the heads and views run on the unwrapped network
-            raise ConfigError("strategy 'contrastive' trains in one process; run it without torchrun")
         if len(ctx.net.tasks):
             raise ConfigError(f"strategy 'contrastive' trains no pretext tasks; remove tasks "
                               f"{', '.join(ctx.net.tasks)}")
         ks: tuple[int, ...] = ()
         if self.mode == "advcl":
-            labels = pseudo_labels_for_run(self.pl_run, ctx, self.pl_ks, self.min_cluster_size, self.pl_cache)
+            labels = shared_pseudo_labels(self.pl_run, ctx, self.pl_ks, self.min_cluster_size, self.pl_cache)
             ks = tuple(sorted(labels))
             ctx.splits.train.extras[PSEUDO_LABELS] = torch.stack(
                 [torch.as_tensor(labels[k]) for k in ks], dim=1).numpy()
@@ -161,37 +176,68 @@ class ContrastivePretraining(Strategy):
     # ------------------------------------------------------------------ one step
 
     def __call__(self, net, x, y, generator, extras=None):
-        if net is not self.unwrap(net):
-            raise ConfigError("strategy 'contrastive' trains in one process; run it without torchrun")
-        model, heads = net.model, getattr(net, HEADS)
+        core = self.unwrap(net)
+        self._sync_ranks(core)
+        model, heads = core.model, getattr(core, HEADS)
         x1 = simclr_view(x, generator, self.view_cfg)
         x2 = simclr_view(x, generator, self.view_cfg)
         if self.mode == "simclr":
             z = self._project(model, heads.projection, [(x1, None), (x2, None)])
             return self._output(model, y, self.criterion(z), None)
-        clean = [x1, x2] + ([self._hfc(x)] if self.mode == "advcl" else [])
-        normal = "normal" if self.dual_bn else None
-        x_cl = self._contrastive_attack(model, heads.projection, x, clean, generator)
-        z = self._project(model, heads.projection, [(x_cl, "pgd" if self.dual_bn else None)]
-                          + [(v, normal) for v in clean])
+        normal, adv = ("normal", "pgd") if self.dual_bn else (None, None)
+        clean = [(v, normal) for v in [x1, x2] + ([self._hfc(x)] if self.mode == "advcl" else [])]
+        z_clean = None
+        if self.reuse_views and self._attack_mode_is_current([model, heads.projection]):
+            # The attack would encode the clean views exactly as the training forward: do it once.
+            z_clean = self._project(model, heads.projection, clean)
+        x_cl = self._contrastive_attack(model, heads.projection, x, clean, generator, z_clean)
+        if z_clean is None:
+            z_clean = self._project(model, heads.projection, clean)
+        z = torch.cat([self._project(model, heads.projection, [(x_cl, adv)]), z_clean], dim=1)
         pl = None
         if self.mode == "advcl":
             pl = self._pseudo_label_loss(model, heads.pseudo_labels, x, extras, generator)
         return self._output(model, y, self.criterion(z), pl)
 
+    def _sync_ranks(self, core: nn.Module) -> None:
+        """Under torchrun: on first use average this network's gradients over the ranks (see the
+        module docstring) and copy rank 0's weights; every step copy rank 0's buffers (BatchNorm
+        running statistics), as DDP does before each forward, and arm the averaging."""
+        if dist.world_size() == 1:
+            return
+        if self._synced is None or self._synced[0] is not core:
+            if self._synced is not None:
+                self._synced[1].remove()
+            self._synced = (core, GradientAverager(core))
+            broadcast_state(core, parameters=True)
+        else:
+            broadcast_state(core, parameters=False)
+        self._synced[1].arm()
+
+    def _attack_mode_is_current(self, modules: list[nn.Module]) -> bool:
+        """Whether every submodule is already in the train/eval mode the attack uses."""
+        training = self.attack.bn_mode == "train"
+        return all(m.training == training for top in modules for m in top.modules())
+
     def _hfc(self, x: torch.Tensor) -> torch.Tensor:
         return high_frequency_component(x.float(), self.hfc_radius, clip=self.hfc_clip).to(x.dtype)
 
-    def _contrastive_attack(self, model: nn.Module, head: nn.Module, x: torch.Tensor,
-                            clean: list[torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
-        """PGD on ``x`` maximizing its NT-Xent against ``clean`` views (encoded once, or per step)."""
-        branch, other = ("pgd", "normal") if self.dual_bn else (None, None)
-        if self.reuse_views:
-            with attack_mode([model, head], self.attack.bn_mode):
-                others = encode_views(model, head, clean, other)
-            objective: Objective = ContrastiveObjective(head, others, self.criterion, branch=branch)
+    def _contrastive_attack(self, model: nn.Module, head: nn.Module, x: torch.Tensor, clean: Views,
+                            generator: torch.Generator | None,
+                            z_clean: torch.Tensor | None = None) -> torch.Tensor:
+        """PGD on ``x`` maximizing its NT-Xent against the ``clean`` views: their projections
+        ``z_clean [B, V-1, P]`` (detached), else encoded once here without gradient in the
+        attack's mode, or (``reuse_views=False``) re-encoded at every attack step."""
+        branch = "pgd" if self.dual_bn else None
+        if not self.reuse_views:
+            objective: Objective = RecomputedContrastiveObjective(
+                head, tuple(v for v, _ in clean), self.criterion,
+                lambda views: self._project(model, head, views), branch, clean[0][1])
         else:
-            objective = RecomputedContrastiveObjective(head, tuple(clean), self.criterion, branch, other)
+            if z_clean is None:
+                with attack_mode([model, head], self.attack.bn_mode), torch.no_grad():
+                    z_clean = self._project(model, head, clean)
+            objective = ContrastiveObjective(head, z_clean.detach(), self.criterion, branch=branch)
         return attack_with(self.attack, objective, model, x, generator).detach()
 
     def _pseudo_label_loss(self, model: nn.Module, heads: PseudoLabelHeads, x: torch.Tensor,
@@ -208,11 +254,11 @@ class ContrastivePretraining(Strategy):
         return self.pl_weight * heads.loss(feats, labels)
 
     @staticmethod
-    def _project(model: nn.Module, head: nn.Module,
-                 views: list[tuple[torch.Tensor, str | None]]) -> torch.Tensor:
-        """Projections ``[B, V, P]`` of ``views`` (image, BatchNorm branch) with gradients. Views
-        of one branch go through the network in one concatenated forward (one set of batch
-        statistics, as the reference code)."""
+    def _project(model: nn.Module, head: nn.Module, views: Views) -> torch.Tensor:
+        """Projections ``[B, V, P]`` of ``views`` (image, BatchNorm branch), with gradients
+        unless under ``no_grad``. Views of one branch go through the network in one concatenated
+        forward (one set of batch statistics over the group; the AdvCL code forwards every view
+        on its own). The step calls it for the attacked view and the clean views separately."""
         out: list[torch.Tensor | None] = [None] * len(views)
         for branch in dict.fromkeys(b for _, b in views):
             idx = [i for i, (_, b) in enumerate(views) if b == branch]

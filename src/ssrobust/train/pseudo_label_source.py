@@ -3,7 +3,8 @@
 The encoder is the backbone of a finished run directory (``model.pt``, e.g. a ``simclr``
 pretraining run); its features of the training images are clustered by K-means
 (:func:`~ssrobust.contrastive.cached_pseudo_labels`) and cached on disk, so a resumed or repeated
-run reads the same labels.
+run reads the same labels. Under ``torchrun`` only rank 0 computes them and writes the cache (one
+writer per run directory); the other ranks receive them (:func:`shared_pseudo_labels`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
+from .. import distributed as dist
 from ..contrastive import cached_pseudo_labels, encode_dataset, scale_ks
 from ..errors import ConfigError
 from ..runs.checkpoint import load_checkpoint
@@ -50,3 +53,30 @@ def pseudo_labels_for_run(run_dir: str | Path, ctx: PrepareContext, ks: Sequence
     features = encode_dataset(load_encoder(run_dir, ctx), images, device=ctx.device)
     where = Path(cache_dir) if cache_dir else ctx.run_dir / CACHE_DIR
     return cached_pseudo_labels(features, where, ks, seed=ctx.seed)
+
+
+def shared_pseudo_labels(run_dir: str | Path, ctx: PrepareContext, ks: Sequence[int],
+                         min_cluster_size: int, cache_dir: str | Path | None) -> dict[int, np.ndarray]:
+    """:func:`pseudo_labels_for_run` on rank 0, broadcast to every rank (the same labels, one
+    K-means, one cache writer). Every rank raises if rank 0 could not compute them."""
+    if dist.world_size() == 1:
+        return pseudo_labels_for_run(run_dir, ctx, ks, min_cluster_size, cache_dir)
+    labels, error = None, None
+    if dist.rank() == 0:
+        try:
+            labels = pseudo_labels_for_run(run_dir, ctx, ks, min_cluster_size, cache_dir)
+        except Exception as e:  # re-raised below, after the other ranks have heard of it
+            error = e
+    failed = torch.tensor([float(error is not None)], device=ctx.device)
+    dist.broadcast(failed)
+    if error is not None:
+        raise error
+    if failed[0]:
+        raise ConfigError(f"strategy.options.pseudo_label_run: rank 0 could not compute the pseudo-labels "
+                          f"from {run_dir} (see its error)")
+    fitted = scale_ks(ks, len(ctx.splits.train.images), min_cluster_size)
+    table = torch.empty(len(ctx.splits.train.images), len(fitted), dtype=torch.int64, device=ctx.device)
+    if labels is not None:
+        table.copy_(torch.stack([torch.as_tensor(labels[k]) for k in fitted], dim=1))
+    dist.broadcast(table)
+    return {k: table[:, i].cpu().numpy() for i, k in enumerate(fitted)}
