@@ -23,7 +23,8 @@ SWEEPS = Path(__file__).resolve().parents[2] / "configs" / "sweeps"
 STUDIES = sorted(SWEEPS.glob("study_*.yaml"))
 # One arm per spec that carries every metric path of the spec (the baseline arms lack only the
 # rotation-score paths of study_ood, which their summary leaves empty by design).
-FULL_ARM = {"study_corruptions": "rotation_quarter", "study_adversarial": "fast_at_rotation", "study_ood": "rotation"}
+FULL_ARM = {"study_corruptions": "rotation_quarter", "study_adversarial": "fast_at_rotation",
+            "study_ood": "rotation"}
 SHRINK = ["epochs=1", "data.batch_size=8", "data.eval_batch_size=16", "model.kwargs={widths: [8, 16]}",
           "optim.warmup_epochs=0", "eval.tta=none"]
 SHRINK_EVAL = {

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..corruptions import (BENCHMARK, CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt, load_corrupted_folder,
-                           resolve_param_set, to_uint8_like_official)
+from ..corruptions import (BENCHMARK, CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt,
+                           load_corrupted_folder, resolve_param_set, to_uint8_like_official)
 from ..corruptions.folder import MANIFEST, CorruptedFolder
 from ..corruptions.mce import add_mce
 from ..errors import ConfigError, DataError
