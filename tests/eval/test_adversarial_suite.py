@@ -213,3 +213,18 @@ def test_report_section(ordinary, masked, tmp_path: Path):
             in section.text)
     assert len(section.alerts) == 1 and section.alerts[0].startswith("masked: adversarial sanity")
     assert "| ordinary |" in summary.markdown() and "<table>" in sanity.html()
+
+
+def test_failed_checks_are_counted_and_sweep_points_have_metric_paths(ordinary, masked):
+    """``sanity_checks_failed`` and ``sweeps.<norm>.by_eps.<label>`` are single numbers, so a sweep
+    spec can name them (``adversarial.sanity_checks_failed``, ``adversarial.sweeps.linf.by_eps.8``)."""
+    assert ordinary["sanity_checks_failed"] == 0
+    assert masked["sanity_checks_failed"] == sum(not c["passed"] for c in masked["sanity_checks"]) >= 1
+    for record in (ordinary, masked):
+        for norm in ("linf", "l2"):
+            sweep = record["sweeps"][norm]
+            assert list(sweep["by_eps"].values()) == sweep["robust_accuracy"]
+            assert not any("." in label for label in sweep["by_eps"])
+    assert ordinary["sweeps"]["linf"]["by_eps"]["8"] == ordinary["sweeps"]["linf"]["robust_accuracy"][
+        ordinary["sweeps"]["linf"]["eps"].index(8 / 255)]
+    assert list(ordinary["sweeps"]["l2"]["by_eps"])[:3] == ["0", "0p1", "0p25"]

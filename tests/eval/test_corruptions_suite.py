@@ -188,3 +188,13 @@ def test_folder_of_another_image_size_is_an_error(tmp_path):
     np.save(tmp_path / "labels.npy", np.tile(toy()[1].numpy(), 5).astype(np.uint8))
     with pytest.raises(DataError, match=r"fog.npy: images are 32x32, but the model is evaluated on 16x16"):
         SUITES.get("corruptions")(context(), folder=str(tmp_path))
+
+
+def test_family_means_cover_the_benchmark_corruptions_evaluated():
+    names = ["contrast", "pixelate", "frost", "impulse_noise", "speckle_noise"]  # speckle: validation
+    rec = SUITES.get("corruptions")(context(), names=names, severities=[2])
+    mean = rec["mean_accuracy"]
+    assert rec["mean_accuracy_by_family"] == pytest.approx({
+        "digital": (mean["contrast"] + mean["pixelate"]) / 2, "weather": mean["frost"],
+        "noise": mean["impulse_noise"]})  # no blur evaluated; speckle_noise is not a benchmark one
+    assert {C.CORRUPTIONS.get(n).family for n in C.BENCHMARK} == {"noise", "blur", "weather", "digital"}

@@ -178,3 +178,20 @@ def test_report_reads_schema1_records(ctx: EvalContext, tmp_path: Path) -> None:
     assert old_row[3] == "–" and new_row[3] != "–"
     assert old_row[:3] == new_row[:3]
     assert "before schema version 2" in section.text and ": old;" in section.text
+
+
+def test_far_ood_mean_and_the_detector_record(ctx: EvalContext) -> None:
+    user = np.full((20, *ctx.images.shape[1:]), 7, dtype=np.uint8)
+    ctx2 = EvalContext(**{**ctx.__dict__, "extra": {"ood_sets": {"near": user}}})
+    rec = SUITES.get("ood")(ctx2, scores=["msp", "kl_rotation"], max_images=20, detector="kl_rotation")
+    for name, score in rec["scores"].items():  # far-OOD = the built-in synthetic sets only
+        far = [score["per_set"][s] for s in ("gaussian", "rademacher", "blobs")]
+        for m in METRIC_KEYS:
+            assert score["mean_synthetic"][m] == pytest.approx(np.mean([r[m] for r in far]))
+            assert score["mean"][m] == pytest.approx(np.mean([r[m] for r in far + [score["per_set"]["near"]]]))
+    assert rec["detector"] == {"score": "kl_rotation", **rec["scores"]["kl_rotation"]}
+    assert rec["options"]["detector"] == "kl_rotation"
+    only_user = SUITES.get("ood")(ctx2, ood_sets=["near"], scores=["msp"])
+    assert only_user["scores"]["msp"]["mean_synthetic"] is None and "detector" not in only_user
+    with pytest.raises(ConfigError, match="detector 'energy' is not among the scores"):
+        SUITES.get("ood")(ctx2, scores=["msp"], detector="energy")

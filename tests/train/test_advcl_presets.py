@@ -67,4 +67,4 @@ def test_cpu_presets_run_the_chain_and_report(tmp_path):
     assert any(".bns.pgd." in k for k in pre) and any(k.startswith("contrastive.") for k in pre)
     md = (render_runs(list(runs.values()), tmp_path / "report") / "report.md").read_text()
     for fine in ("SLF", "ALF", "AFF"):
-        assert f"| advcl | {fine} | 1 |" in md
+        assert f"| advcl | synthetic | {fine} | synthetic | 1 |" in md

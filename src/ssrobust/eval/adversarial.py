@@ -134,9 +134,17 @@ def _sweep(runner: AttackRunner, opts: AdversarialOptions, norm: str, eps_list: 
     for eps in eps_list:
         attack = _pgd(runner.ctx, opts, eps, opts.sweep_step_factor * eps, opts.sweep_steps, norm)
         counts.append(int(runner.run(f"sweep_{norm}_{eps:.6g}", attack, n, eps, norm).robust.sum()))
-    return {"eps": list(eps_list), "robust_accuracy": [c / max(n, 1) for c in counts],
-            "robust_count": counts, "n": n, "steps": opts.sweep_steps,
-            "step_factor": opts.sweep_step_factor}
+    acc = [c / max(n, 1) for c in counts]
+    return {"eps": list(eps_list), "robust_accuracy": acc, "robust_count": counts, "n": n,
+            "steps": opts.sweep_steps, "step_factor": opts.sweep_step_factor,
+            # keyed by a dot-free label, so one point is a metric path (sweeps.linf.by_eps.8)
+            "by_eps": {_eps_key(e, norm): a for e, a in zip(eps_list, acc)}}
+
+
+def _eps_key(eps: float, norm: str) -> str:
+    """ℓ∞: ε in 1/255 units (``8``, ``0.5`` -> ``0p5``); ℓ2: ε with ``p`` for the point (``0p25``)."""
+    value = eps * 255 if norm == "linf" else eps
+    return f"{round(value, 4):g}".replace(".", "p")
 
 
 def _unbounded(runner: AttackRunner, opts: AdversarialOptions, n: int) -> dict | None:
@@ -366,6 +374,7 @@ def adversarial_suite(ctx: EvalContext, **options: Any) -> dict:
         "sweeps": parts["sweeps"],
         "gradient_free": parts["gradient_free"],
         "sanity_checks": checks,
+        "sanity_checks_failed": sum(not c["passed"] for c in checks),  # a number per run: 0 = all passed
         "warnings": notes,
         "options": asdict(opts),
     }

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..corruptions import (BENCHMARK, NAMES, SEVERITIES, block_generator, corrupt, load_corrupted_folder,
-                           resolve_param_set, to_uint8_like_official)
+from ..corruptions import (BENCHMARK, CORRUPTIONS, NAMES, SEVERITIES, block_generator, corrupt,
+                           load_corrupted_folder, resolve_param_set, to_uint8_like_official)
 from ..corruptions.folder import MANIFEST, CorruptedFolder
 from ..corruptions.mce import add_mce
 from ..errors import ConfigError, DataError
@@ -64,7 +64,17 @@ def _summaries(acc: dict[str, dict[str, float]], severities: Sequence[int]) -> d
         "mean_accuracy_all": float(np.mean(list(mean.values()))),
         "mean_accuracy_by_severity": {str(s): float(np.mean([acc[n][str(s)] for n in names]))
                                       for s in severities},
+        "mean_accuracy_by_family": _family_means(mean, bench),
     }
+
+
+def _family_means(mean: dict[str, float], bench: Sequence[str]) -> dict[str, float]:
+    """Mean accuracy per family (noise, blur, weather, digital) over the benchmark corruptions
+    evaluated (the 4 validation corruptions are left out, as in the benchmark's per-family view)."""
+    families: dict[str, list[float]] = {}
+    for n in bench:
+        families.setdefault(CORRUPTIONS.get(n).family, []).append(mean[n])
+    return {f: float(np.mean(v)) for f, v in families.items()}
 
 
 @SUITES.register("corruptions")

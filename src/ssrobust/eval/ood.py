@@ -106,12 +106,26 @@ def _mean_metrics(per_set: Mapping[str, Mapping[str, float]]) -> dict[str, float
     return {m: float(np.mean([r[m] for r in per_set.values()])) for m in METRIC_KEYS}
 
 
+def _summarize(per_set: dict[str, dict], sources: Mapping[str, str]) -> dict[str, Any]:
+    """A score's record: ``per_set``, ``mean`` over all sets and ``mean_synthetic`` over the
+    built-in synthetic sets (far-OOD; None when none was evaluated)."""
+    far = {k: v for k, v in per_set.items() if sources[k] == "synthetic"}
+    return {"per_set": per_set, "mean": _mean_metrics(per_set),
+            "mean_synthetic": _mean_metrics(far) if far else None}
+
+
+def _check_detector(detector: str | None, score_names: Sequence[str]) -> None:
+    if detector is not None and detector not in score_names:
+        raise ConfigError(f"ood suite: detector {detector!r} is not among the scores "
+                          f"({', '.join(score_names)}); add it to scores")
+
+
 @SUITES.register("ood")
 def ood_detection(ctx: EvalContext, ood_sets: Sequence[str] | None = None,
                   scores: Sequence[str] | None = None, max_images: int | None = None,
                   roc_num: int = 101, score_options: Mapping[str, Mapping[str, Any]] | None = None,
                   ood_paths: Mapping[str, str | Mapping[str, Any]] | None = None,
-                  held_out: bool = False) -> dict:
+                  held_out: bool = False, detector: str | None = None) -> dict:
     """Evaluate OOD detection with the test set as in-distribution.
 
     Args:
@@ -128,11 +142,17 @@ def ood_detection(ctx: EvalContext, ood_sets: Sequence[str] | None = None,
             cifar100, root: data/cifar-100-python}}``); they must have the test images' size.
         held_out: add the set ``"held_out"``: the test images of the classes the run did not train
             on (``ctx.extra["held_out_images"]``, provided when ``data.classes`` is set).
+        detector: one of the scores, the method's own detector (e.g. ``msp`` for a plain
+            classifier, ``kl_rotation`` with rotation): its record is repeated under
+            ``"detector"`` so runs that use different scores share one metric path.
     Returns:
         ``{"n_in", "ood_sets": {set: {"n", "source"}}, "scores": {score: {"per_set": {set:
-        metrics}, "mean": metrics}}, "roc": {score: {set: {"fpr", "tpr"}}}, "options"}``.
+        metrics}, "mean": metrics, "mean_synthetic": metrics | None}}, "roc": {score: {set:
+        {"fpr", "tpr"}}}, "options"}``, and ``"detector": {"score", "per_set", "mean",
+        "mean_synthetic"}`` with ``detector``.
     """
     score_names = list(scores) if scores is not None else default_scores(ctx.tasks)
+    _check_detector(detector, score_names)
     objs = _build_scores(score_names, score_options)
     check_tasks(objs, ctx.tasks)
     n_in = len(ctx.images) if max_images is None else min(int(max_images), len(ctx.images))
@@ -156,14 +176,17 @@ def ood_detection(ctx: EvalContext, ood_sets: Sequence[str] | None = None,
         for name in objs:
             per_score[name]["per_set"][set_name] = metrics(s_in[name], s_out[name])
             roc[name][set_name] = roc_points(s_in[name], s_out[name], roc_num)
-    for name in objs:
-        per_score[name]["mean"] = _mean_metrics(per_score[name]["per_set"])
-    return {
+    sources = {k: v[1] for k, v in sets.items()}
+    per_score = {name: _summarize(rec["per_set"], sources) for name, rec in per_score.items()}
+    record = {
         "n_in": n_in,
         "ood_sets": {k: {"n": int(len(v[0])), "source": v[1]} for k, v in sets.items()},
         "scores": per_score,
         "roc": roc,
         "options": {"ood_sets": list(sets), "scores": score_names, "max_images": max_images,
                     "roc_num": roc_num, "score_options": dict(score_options or {}),
-                    "ood_paths": dict(ood_paths or {}), "held_out": held_out},
+                    "ood_paths": dict(ood_paths or {}), "held_out": held_out, "detector": detector},
     }
+    if detector is not None:
+        record["detector"] = {"score": detector, **per_score[detector]}
+    return record

@@ -8,8 +8,12 @@ Read from each run's ``config`` in ``results.json`` only:
   left out of the table.
 * finetuning scheme: ``SLF`` = ``standard`` + ``freeze: backbone``, ``ALF`` = ``pgd_at`` +
   ``freeze: backbone``, ``AFF`` = ``trades`` without freeze; other combinations by their names.
+* pretraining data and finetuning data (cross-dataset transfer): ``data.source``, the folder name
+  of ``data.root`` and ``data.classes`` of the pretraining run and of the finetuned run, e.g.
+  ``imagefolder cifar10-jpeg, classes 0–4`` → ``imagefolder cifar10-jpeg, classes 5–9``.
 
-Cells are means over the runs of a (pretraining, finetuning) pair (e.g. seeds), with their count.
+Cells are means over the runs of a (pretraining, pretraining data, finetuning, finetuning data)
+row (e.g. seeds), with their count.
 """
 
 from __future__ import annotations
@@ -42,15 +46,44 @@ def _run_key(path: str | Path) -> Path:
     return (p.parent if p.suffix == ".pt" else p).resolve()
 
 
-def pretraining_scheme(cfg: dict[str, Any], known: dict[Path, dict]) -> str:
-    """The ``mode`` of the contrastive run ``cfg.init_from`` names."""
+def _class_list(classes: Sequence[int]) -> str:
+    """``[0, 1, 2, 3, 4]`` -> ``0–4``; other lists comma-separated."""
+    ids = [int(c) for c in classes]
+    if len(ids) > 2 and ids == list(range(ids[0], ids[0] + len(ids))):
+        return f"{ids[0]}–{ids[-1]}"
+    return ", ".join(str(c) for c in ids)
+
+
+def data_label(cfg: dict[str, Any]) -> str:
+    """What a run trained on, from its config: source, folder name of ``root``, ``classes``."""
+    data = cfg.get("data")
+    if not isinstance(data, dict):
+        return "?"
+    label = str(data.get("source", "synthetic"))
+    if data.get("root"):
+        label += f" {Path(str(data['root'])).name}"
+    if data.get("classes"):
+        label += f", classes {_class_list(data['classes'])}"
+    return label
+
+
+def source_config(cfg: dict[str, Any], known: dict[Path, dict]) -> dict[str, Any] | None:
+    """The config of the run ``cfg.init_from`` names (among ``known``, else its results.json)."""
     source = cfg.get("init_from")
     if not source:
-        return "none"
+        return None
     key = _run_key(source)
     src_cfg = known.get(key)
     if src_cfg is None and (key / "results.json").is_file():
         src_cfg = (read_json(key / "results.json") or {}).get("config", {})
+    return src_cfg
+
+
+def pretraining_scheme(cfg: dict[str, Any], known: dict[Path, dict]) -> str:
+    """The ``mode`` of the contrastive run ``cfg.init_from`` names."""
+    if not cfg.get("init_from"):
+        return "none"
+    src_cfg = source_config(cfg, known)
     return (_mode(src_cfg) or "?") if src_cfg is not None else "?"
 
 
@@ -64,10 +97,18 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _row(key: tuple[str, str, str, str], runs: list[dict]) -> list:
+    pre, pre_data, fine, fine_data = key
+    return [pre, pre_data, fine, fine_data, len(runs),
+            pct(_mean([r.get("suites", {}).get("clean", {}).get("accuracy") for r in runs])),
+            pct(_mean([_robust(r, "pgd20") for r in runs])),
+            pct(_mean([_robust(r, "autoattack") for r in runs]))]
+
+
 def scheme_section(results: Sequence[dict]) -> Section | None:
     """The pretraining × finetuning table, or None when no run is a finetuned contrastive run."""
     known = {_run_key(r["run_dir"]): r.get("config", {}) for r in results if r.get("run_dir")}
-    cells: dict[tuple[str, str], list[dict]] = {}
+    cells: dict[tuple[str, str, str, str], list[dict]] = {}
     for r in results:
         cfg = r.get("config", {})
         if _mode(cfg) is not None:
@@ -75,15 +116,13 @@ def scheme_section(results: Sequence[dict]) -> Section | None:
         pre = pretraining_scheme(cfg, known)
         if pre in ("none", "?"):  # not finetuned from a (findable) contrastive run
             continue
-        cells.setdefault((pre, finetuning_scheme(cfg)), []).append(r)
+        key = (pre, data_label(source_config(cfg, known) or {}), finetuning_scheme(cfg), data_label(cfg))
+        cells.setdefault(key, []).append(r)
     if not cells:
         return None
-    rows = []
-    for (pre, fine), runs in sorted(cells.items()):
-        rows.append([pre, fine, len(runs),
-                     pct(_mean([r.get("suites", {}).get("clean", {}).get("accuracy") for r in runs])),
-                     pct(_mean([_robust(r, "pgd20") for r in runs])),
-                     pct(_mean([_robust(r, "autoattack") for r in runs]))])
-    table = Table(["pretraining", "finetuning", "runs", "clean (%)", "PGD-20 (%)", "AutoAttack (%)"], rows,
-                  "Mean accuracy over the runs of each pretraining × finetuning pair")
+    rows = [_row(key, runs) for key, runs in sorted(cells.items())]
+    table = Table(["pretraining", "pretraining data", "finetuning", "finetuning data", "runs", "clean (%)",
+                   "PGD-20 (%)", "AutoAttack (%)"], rows,
+                  "Mean accuracy over the runs of each pretraining × finetuning row; the data columns "
+                  "show what each stage trained on (source, folder, classes)")
     return Section("Contrastive pretraining × finetuning", tables=[table])

@@ -78,22 +78,44 @@ def fold_batchnorm_branches(state: dict, target_keys, branch: str = INIT_BN_BRAN
     return {k.replace(marker, "."): v for k, v in state.items() if ".bns." not in k or marker in k}
 
 
-def init_from_run(net: Network, source: str | Path) -> None:
+CLASSIFIER = "fc."  # every backbone's classifier (ssrobust.models): [num_features] -> [num_classes]
+
+
+def _split_classifier(backbone: dict, net: Network, same_classes: bool) -> tuple[dict, dict]:
+    """``(backbone without the classifier, the classifier state to load)``: the classifier is
+    loaded only when the two runs share their classes and its shapes match, else it stays fresh."""
+    head = {k: v for k, v in backbone.items() if k.startswith(CLASSIFIER)}
+    own = {k: v for k, v in net.model.state_dict().items() if k.startswith(CLASSIFIER)}
+    fits = head.keys() == own.keys() and all(head[k].shape == own[k].shape for k in own)
+    trunk = {k: v for k, v in backbone.items() if not k.startswith(CLASSIFIER)}
+    return trunk, (head if same_classes and fits else {})
+
+
+def init_from_run(net: Network, source: str | Path, class_names: list[str] | None = None) -> None:
     """Load another run's ``model.pt`` (``source`` is the file or its run directory) into ``net``:
     the backbone strictly, and each task head that both runs have strictly; heads of tasks the
     source run did not train keep their fresh initialisation, and other heads of the source (e.g.
     contrastive pretraining's ``contrastive.*``) are not read. A per-branch BatchNorm backbone
-    loads its ``pgd`` branch into a plain one (:func:`fold_batchnorm_branches`)."""
+    loads its ``pgd`` branch into a plain one (:func:`fold_batchnorm_branches`).
+
+    The classifier ``fc`` is loaded only when it has this run's shape and, with ``class_names``
+    given, the source was trained on the same class names (cross-dataset or other-classes
+    transfer keeps a fresh classifier). Everything else must match: a one-line
+    :class:`~ssrobust.errors.CheckpointError` naming ``init_from`` otherwise."""
     path = Path(source)
     path = path / MODEL if path.is_dir() else path
-    state = load_checkpoint(path)["network"]
+    saved = load_checkpoint(path)
+    state = saved["network"]
 
     def part(prefix: str) -> dict:
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
     backbone = fold_batchnorm_branches(part("model."), net.model.state_dict().keys())
-    load_state_strict(net.model, backbone, f"init_from {path}: backbone")
+    same = class_names is None or list(saved.get("class_names") or []) == list(class_names)
+    trunk, head = _split_classifier(backbone, net, same)
+    fresh = {k: v.clone() for k, v in net.model.state_dict().items() if k.startswith(CLASSIFIER)}
+    load_state_strict(net.model, {**fresh, **trunk, **head}, f"init_from {path}: backbone")
     for name, task in net.tasks.items():
-        head = part(f"tasks.{name}.")
-        if head:
-            load_state_strict(task, head, f"init_from {path}: task {name!r}")
+        head_state = part(f"tasks.{name}.")
+        if head_state:
+            load_state_strict(task, head_state, f"init_from {path}: task {name!r}")

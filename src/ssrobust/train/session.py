@@ -138,7 +138,7 @@ def build_session(cfg: RunConfig, start: RunStart | None, resume: bool, device: 
     if not resume:  # e.g. fastnet's whitening layer from training patches (saved with the weights)
         init_model_from_data(net.model, splits.train.images, cfg.seed)
     if cfg.init_from and not resume:  # on resume the checkpoint already holds the weights
-        init_from_run(net, cfg.init_from)
+        init_from_run(net, cfg.init_from, list(splits.class_names))
     run_dir = Path(cfg.out_dir) / cfg.name
     strategy.prepare(PrepareContext(net, splits, run_dir, device, cfg.seed))
     freeze_parameters(net, cfg.freeze)  # before the optimizer: frozen parameters are not in it
