@@ -160,6 +160,9 @@ def load_npz(cfg: DataConfig) -> DatasetSplits:
     return DatasetSplits(ImageArrays(xtr, ytr), ImageArrays(xte, yte), names, source="npz")
 
 
+FOLDER_ORDER_SEED = 20261130
+
+
 def _list_folder(split_dir: Path, classes: list[str] | None) -> tuple[list[str], list[Path], np.ndarray]:
     if not split_dir.is_dir():
         raise DataError(f"image folder {split_dir} does not exist (expected root/train/<class>/*.png|jpg "
@@ -184,7 +187,11 @@ def _list_folder(split_dir: Path, classes: list[str] | None) -> tuple[list[str],
             raise DataError(f"class folder {cdir} is empty (no .png/.jpg images)")
         files += fs
         labels += [i] * len(fs)
-    return classes, files, np.asarray(labels, dtype=np.int64)
+    # A fixed pseudo-random order (the same on every machine and run), not class by class: suites
+    # that evaluate the first N test images (e.g. the adversarial suite's max_images) must see a
+    # sample of all classes, not N images of the first class.
+    order = np.random.default_rng(FOLDER_ORDER_SEED).permutation(len(files))
+    return classes, [files[i] for i in order], np.asarray(labels, dtype=np.int64)[order]
 
 
 def decode_image(path: Path) -> np.ndarray:
