@@ -39,3 +39,25 @@ def make_npz(tmp_path: Path, n_train: int = 96, n_test: int = 32, size: int = 16
     np.savez(path, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte,
              class_names=np.array([f"c{i}" for i in range(classes)]))
     return path
+
+
+def make_image_folder(root: Path, classes: int = 10, per_class: int = 6, per_class_test: int = 2,
+                      size: int = 16) -> Path:
+    """``root/{train,test}/class<c>/<i>.png``, learnable: class c has a bright square of side
+    ``size // 4`` at cell ``divmod(c, 4)`` of a 4-wide grid over dim noise (at most 16 classes)."""
+    if not 1 <= classes <= 16:
+        raise ValueError(f"make_image_folder: classes must be in 1..16, got {classes}")
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    side = size // 4
+    for split, n in (("train", per_class), ("test", per_class_test)):
+        for c in range(classes):
+            d = root / split / f"class{c}"
+            d.mkdir(parents=True, exist_ok=True)
+            r, col = divmod(c, 4)
+            for i in range(n):
+                img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
+                img[side * r:side * (r + 1), side * col:side * (col + 1)] += 150
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root

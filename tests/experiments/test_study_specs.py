@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from _helpers import make_image_folder
 
 from ssrobust.api import evaluate
 from ssrobust.cli import main
@@ -35,20 +34,6 @@ SHRINK_EVAL = {
                           "spsa_samples: 2, square_queries: 10, unbounded_steps: 2, autoattack: true}"],
     "study_ood": ["eval.options.ood.max_images=12"],
 }
-
-
-def image_folder(root: Path, classes: int = 10) -> Path:
-    """``root/{train,test}/class<c>/*.png``, 32x32 (the CIFAR size the presets expect)."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", 6), ("test", 2)):
-        for c in range(classes):
-            d = root / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-                img[8 * (c // 4):8 * (c // 4) + 8, 8 * (c % 4):8 * (c % 4) + 8] += 150
-                Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def local_spec(spec: Path, tmp_path: Path, root: Path, extra: list[str]) -> Path:
@@ -83,7 +68,7 @@ def test_the_three_claims_have_a_spec_with_three_seeds_and_a_baseline():
 
 @pytest.mark.parametrize("spec", STUDIES, ids=lambda p: p.stem)
 def test_a_study_spec_dry_runs_and_its_metrics_exist(tmp_path, capsys, spec):
-    root = image_folder(tmp_path / "folder")
+    root = make_image_folder(tmp_path / "folder", size=32)
     path = local_spec(spec, tmp_path, root, SHRINK + SHRINK_EVAL[spec.stem])
     assert main(["sweep", str(path), "--dry-run"]) == 0
     assert "new" in capsys.readouterr().out

@@ -6,10 +6,9 @@ synthetic -> image folder."""
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _helpers import make_image_folder
 
 from ssrobust.api import make_config
 from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
@@ -17,21 +16,6 @@ from ssrobust.report import render_runs
 
 CPU = Path(__file__).resolve().parents[2] / "configs" / "cpu"
 FINETUNING = {"slf": ("standard", "backbone"), "alf": ("pgd_at", "backbone"), "aff": ("trades", "none")}
-
-
-def image_folder(root: Path, classes: int = 10, per_class: int = 6, size: int = 16) -> Path:
-    """``root/{train,test}/class<c>/*.png``: class c has a bright square at a class-specific place."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("test", 2)):
-        for c in range(classes):
-            d = root / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 80, (size, size, 3), dtype=np.uint8)
-                r, col = divmod(c, 4)
-                img[4 * r:4 * r + 4, 4 * col:4 * col + 4] += 150
-                Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def _preset(name, tmp_path, root, *extra):
@@ -56,7 +40,7 @@ def test_the_presets_chain_pretraining_on_0_4_to_finetuning_on_5_9():
 
 
 def test_pretrain_on_0_4_finetune_on_5_9_evaluate_and_report(tmp_path):
-    root = image_folder(tmp_path / "folder")
+    root = make_image_folder(tmp_path / "folder")
     pre = fit(_preset("simclr", tmp_path, root))
     shrink_eval = ["eval.options.adversarial={max_images: 6, sweep_steps: 2, gradient_free_images: 0, "
                    "autoattack: false}", "eval.options.corruptions={max_images: 6, severities: [3], "
@@ -82,7 +66,7 @@ def test_pretrain_on_0_4_finetune_on_5_9_evaluate_and_report(tmp_path):
 
 
 def test_synthetic_pretraining_then_all_ten_classes_of_a_folder(tmp_path):
-    root = image_folder(tmp_path / "folder")
+    root = make_image_folder(tmp_path / "folder")
     pre = fit(make_config(CPU / "advcl_simclr.yaml", [
         f"out_dir={tmp_path / 'runs'}", "epochs=1", "data.num_train=40", "data.num_test=10",
         "data.batch_size=10", "model.kwargs={width: 4}", "progress=false", "optim.warmup_epochs=0"]))

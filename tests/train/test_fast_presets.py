@@ -3,28 +3,14 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from _helpers import make_image_folder
 
 from ssrobust.api import make_config
 from ssrobust.experiments.run import train_and_evaluate as fit  # train + evaluate, as `ssrobust train`
 
 PRESETS = sorted((Path(__file__).resolve().parents[2] / "configs" / "cpu").glob("cifar10_fast*.yaml"))
-
-
-def image_folder(root: Path, per_class: int = 8, classes: int = 3) -> Path:
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("test", 2)):
-        for c in range(classes):
-            d = root / split / f"class{c}"
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 100, (16, 16, 3), dtype=np.uint8)
-                img[..., c] += 120
-                Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def test_the_presets_cover_baseline_rotation_variants_and_fast_at():
@@ -35,7 +21,7 @@ def test_the_presets_cover_baseline_rotation_variants_and_fast_at():
 
 @pytest.mark.parametrize("preset", PRESETS, ids=[p.stem for p in PRESETS])
 def test_preset_trains_and_evaluates_when_shrunk(tmp_path, preset):
-    root = image_folder(tmp_path / "folder")
+    root = make_image_folder(tmp_path / "folder", classes=3, per_class=8)
     before = torch.get_num_threads()
     cfg = make_config(preset, [f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}", f"out_dir={tmp_path}",
                                "epochs=2", "data.batch_size=6", "data.val_size=6", "data.eval_batch_size=8",
