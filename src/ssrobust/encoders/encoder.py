@@ -197,6 +197,8 @@ def as_encoder(model: nn.Module, *, method: str | None = None, layer: str | None
         features, source = _method(model, method), f"method {method!r}"
     elif callable(getattr(model, "forward_feature_map", None)):  # an ssrobust backbone
         features, source = model.forward_feature_map, "forward_feature_map"
+        # its own pooling (fastnet: global max), the vector its classifier was trained on
+        pooled_fn = pooled_fn or getattr(model, "forward_features", None)
     else:
         raise ConfigError(f"{type(model).__name__} is not an ssrobust backbone: name the method "
                           f"(method='forward_features') or the layer (layer='layer4') giving its features")
