@@ -2,7 +2,8 @@
 
 :func:`as_encoder` wraps
 
-* an ssrobust backbone (``forward_feature_map`` / ``forward_features``), with no options;
+* an ssrobust backbone, with no options: map ``forward_feature_map``, pooled ``forward_features``
+  (the backbone's own pooling: fastnet's global max, the others' mean);
 * any ``nn.Module`` by naming the **method** that returns its features (``method="forward_features"``
   for a timm-style model) or the **layer** whose output they are (``layer="4"`` in an
   ``nn.Sequential``, ``layer="layer3"``); a layer is read with a forward hook, and the forward pass
