@@ -12,7 +12,8 @@ then ``ssrobust encoders`` on the four (``configs/cpu/encoders_eval.yaml``) into
 ``<out>/seed<k>/eval``. A finished run or evaluation is reused, so seeds can run in separate
 processes and a last call with every seed only summarizes.
 
-Output: ``studies/results/encoders_cpu.{json,md}``: per encoder x task x condition the mean over
+Output: ``studies/results/encoders_cpu.{json,md}`` and ``encoders_cpu_heatmap.png`` (the report's
+heatmap of the means): per encoder x task x condition the mean over
 seeds with its 95 % t-interval, and the paired (by seed) difference advft - supervised with its
 95 % t-interval (``ssrobust.stats``).
 
@@ -25,6 +26,7 @@ import argparse
 import json
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -122,6 +124,19 @@ def summarize(per_seed: Mapping[int, dict]) -> tuple[dict[str, list[dict]], str]
     return {"rows": rows, "paired": paired}, md
 
 
+def write_heatmap(summary: dict[str, list[dict]], out: Path, png: Path) -> None:
+    """Render the mean table with the report's ``encoders`` section into ``png`` (via a
+    ``results.json`` of means in ``out/mean``, read by ``ssrobust report``)."""
+    table = [{"encoder": r["encoder"], "task": r["task"], "metric": r["metric"],
+              **{c: r["interval"][c]["mean"] for c in CONDITIONS}} for r in summary["rows"]]
+    mean = out / "mean"
+    mean.mkdir(parents=True, exist_ok=True)
+    (mean / "results.json").write_text(json.dumps({"run": "encoders", "suites": {"encoders": {
+        "tasks": sorted({r["task"] for r in table}), "conditions": list(CONDITIONS), "table": table}}}))
+    _run(["report", str(mean), "--out", str(mean / "report")])
+    shutil.copyfile(mean / "report" / "figures" / "encoders_heatmap.png", png)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -140,6 +155,7 @@ def main() -> None:
     head = (f"Headline metric (%), mean over seeds {a.seeds} [95 % t-interval]; "
             f"`python studies/encoders_cpu.py --seeds {' '.join(map(str, a.seeds))}`.\n\n")
     a.results.with_suffix(".md").write_text(head + md + "\n")
+    write_heatmap(summary, out, a.results.parent / f"{a.results.name}_heatmap.png")
     print(md)
 
 
