@@ -21,10 +21,18 @@ SMALL = {"wrn": {"depth": 10, "widen": 1}, "resnet18": {"width": 4}, "tiny": {"w
 def test_backbones_give_their_map_and_its_pooling(name):
     model = create_model(name, 10, **SMALL.get(name, {})).eval()
     enc = as_encoder(model)
-    fmap, pooled = enc.spatial(X), enc.pooled(X)
-    assert fmap.dim() == 4 and fmap.shape[:2] == (3, model.num_features)
-    torch.testing.assert_close(pooled, model.forward_features(X), rtol=0, atol=0)
-    torch.testing.assert_close(fmap, model.forward_feature_map(X), rtol=0, atol=0)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))  # fastnet: a 3x3 map
+    fmap, pooled = enc.spatial(x), enc.pooled(x)
+    assert fmap.dim() == 4 and fmap.shape[:2] == (2, model.num_features)
+    assert fmap.shape[2] * fmap.shape[3] > 1  # else every pooling is the same and this tests nothing
+    # pooled is the backbone's own feature vector (fastnet: global max, not the map's mean)
+    torch.testing.assert_close(pooled, model.forward_features(x), rtol=0, atol=0)
+    torch.testing.assert_close(fmap, model.forward_feature_map(x), rtol=0, atol=0)
+
+
+def test_fastnet_probe_gives_a_spatial_map_for_seg_and_depth_heads():
+    enc = as_encoder(create_model("fastnet", 10, widths=[8, 16, 16]))
+    assert probe(enc, (32, 32)) == FeatureShapes(16, 16, (3, 3))
 
 
 def test_sequential_by_layer_matches_the_truncated_network_and_skips_the_rest():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import ssrobust
 from _helpers import tiny_run_config
@@ -66,3 +68,30 @@ def test_missing_run_and_bad_preset_exit_2(tmp_path, capsys):
     assert main(["encoders", str(tmp_path), "--preset", str(preset), "--out", str(tmp_path / "o")]) == 2
     assert "expected one top-level mapping 'encoders:'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _dense_folder(root: Path) -> Path:
+    """Two 8x8 images with label PNGs (classes 0..1) and 16-bit depth PNGs (mm)."""
+    for d in ("images", "labels", "depth"):
+        (root / d).mkdir(parents=True)
+    for i, stem in enumerate("ab"):
+        Image.fromarray(np.full((8, 8, 3), 60 * i, np.uint8)).save(root / "images" / f"{stem}.png")
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(root / "labels" / f"{stem}.png")
+        Image.fromarray(np.full((8, 8), 1500 + i, np.uint16)).save(root / "depth" / f"{stem}.png")
+    return root
+
+
+@pytest.mark.parametrize("folder, bad, message", [
+    ("labels", np.full((8, 8), 7, np.uint8), "label value 7 out of range"),
+    ("depth", np.full((8, 8), 200, np.uint8), "expected a 16-bit"),
+])
+def test_a_bad_mask_or_depth_file_exits_2_naming_it(run_dir, tmp_path, capsys, folder, bad, message):
+    train, test = _dense_folder(tmp_path / "train"), _dense_folder(tmp_path / "test")
+    Image.fromarray(bad).save(test / folder / "b.png")
+    out = tmp_path / "out"
+    assert main(["encoders", str(run_dir), "--out", str(out), f"train_dir={train}", f"test_dir={test}",
+                 "seg_classes=2", *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert str(test / folder / "b.png") in err and message in err
+    assert not out.exists()

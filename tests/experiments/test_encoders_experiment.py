@@ -125,3 +125,22 @@ def test_a_second_writer_and_a_foreign_results_file_are_refused(tmp_path, run_di
     with pytest.raises(ConfigError, match="was not written by `ssrobust encoders`"):
         run_encoder_eval([run_dir], out, EncoderEvalConfig(**SMALL))
     assert json.loads((out / "results.json").read_text())["run"] == "x"  # left as it was
+
+
+def test_a_contrastive_pretraining_run_is_an_encoder(tmp_path):
+    # its model.pt holds projection heads (contrastive.*) besides the backbone: `ssrobust encoders`
+    # used to refuse it ("does not match the checkpoint: unexpected contrastive.projection...")
+    cfg = tiny_run_config(tmp_path, name="simclr", epochs=1, eval={"suites": []},
+                          strategy={"name": "contrastive", "options": {"mode": "simclr"}})
+    cfg["data"]["val_size"] = 0
+    run = ssrobust.train(cfg)
+    from ssrobust.experiments.encoders import load_backbone
+    from ssrobust.runs.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(Path(run) / "model.pt")["network"]
+    backbone = load_backbone(run, "cpu")
+    assert not backbone.training
+    for k, v in backbone.state_dict().items():
+        assert torch.equal(v, saved[f"model.{k}"]), k
+    res = run_encoder_eval([run], tmp_path / "out", EncoderEvalConfig(**SMALL, tasks=["cls", "seg"]))
+    assert set(res["suites"]["encoders"]["encoders"]) == {"simclr"}

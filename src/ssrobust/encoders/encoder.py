@@ -2,7 +2,8 @@
 
 :func:`as_encoder` wraps
 
-* an ssrobust backbone (``forward_feature_map`` / ``forward_features``), with no options;
+* an ssrobust backbone, with no options: map ``forward_feature_map``, pooled ``forward_features``
+  (the backbone's own pooling: fastnet's global max, the others' mean);
 * any ``nn.Module`` by naming the **method** that returns its features (``method="forward_features"``
   for a timm-style model) or the **layer** whose output they are (``layer="4"`` in an
   ``nn.Sequential``, ``layer="layer3"``); a layer is read with a forward hook, and the forward pass
@@ -197,6 +198,8 @@ def as_encoder(model: nn.Module, *, method: str | None = None, layer: str | None
         features, source = _method(model, method), f"method {method!r}"
     elif callable(getattr(model, "forward_feature_map", None)):  # an ssrobust backbone
         features, source = model.forward_feature_map, "forward_feature_map"
+        # its own pooling (fastnet: global max), the vector its classifier was trained on
+        pooled_fn = pooled_fn or getattr(model, "forward_features", None)
     else:
         raise ConfigError(f"{type(model).__name__} is not an ssrobust backbone: name the method "
                           f"(method='forward_features') or the layer (layer='layer4') giving its features")

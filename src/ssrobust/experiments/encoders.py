@@ -28,11 +28,14 @@ from ..attacks import PGD
 from ..data.dense import DenseFolderConfig, load_dense_folder, synthetic_dense
 from ..encoders import (Encoder, HeadTrainConfig, SegPGD, TaskModel, as_encoder, attack_embeddings,
                         build_head, embedding_pgd, evaluate_head, probe, task_pgd, train_head)
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..locking import DirLock
 from ..paths import check_folder_path, make_dir, remove_if_empty
 from ..runfiles import RESULTS, read_json, write_json
-from ..runs.load import load_network
+from ..runs.checkpoint import load_checkpoint
+from ..runs.load import PRETRAINING_HEADS, load_network
+from ..runs.network import build_network, init_from_run
+from ..runs.rundir import MODEL, load_run_config
 from ..typedconfig import check_number, to_dict
 
 TASK_NAMES: tuple[str, ...] = ("cls", "seg", "depth")
@@ -222,6 +225,21 @@ def evaluate_encoder(enc: Encoder, train: Split, test: Split, cfg: EncoderEvalCo
     return out
 
 
+def load_backbone(run_dir: str | Path, device: str | torch.device) -> nn.Module:
+    """The trained backbone of ``run_dir`` (eval mode, on ``device``). A contrastive pretraining run
+    counts too (its encoder is the backbone; its classifier is never read here): its projection heads
+    are skipped and a per-branch BatchNorm backbone gives its ``pgd`` branch, as ``init_from`` does."""
+    cfg = load_run_config(Path(run_dir))  # first: "not a run directory" before any checkpoint error
+    saved = load_checkpoint(Path(run_dir) / MODEL)
+    if not any(k.startswith(PRETRAINING_HEADS) for k in saved.get("network", {})):
+        return load_network(run_dir, device)[1].model
+    if not isinstance(saved.get("num_classes"), int):
+        raise CheckpointError(f"{Path(run_dir) / MODEL} records no num_classes; expected a model.pt written by ssrobust")
+    net = build_network(cfg, saved["num_classes"])
+    init_from_run(net, run_dir)
+    return net.model.to(device).eval()
+
+
 def resolve_encoders(sources: Sequence[EncoderSource] | Mapping[str, EncoderSource], device: str
                      ) -> dict[str, tuple[Encoder, str]]:
     """``{name: (frozen Encoder on device, where it came from)}``. Run directories are named by
@@ -235,8 +253,7 @@ def resolve_encoders(sources: Sequence[EncoderSource] | Mapping[str, EncoderSour
             enc, origin = as_encoder(src.to(device)), type(src).__name__
             name = name or f"module{i}"
         elif isinstance(src, (str, Path)):
-            _, net = load_network(src, device)
-            enc, origin = as_encoder(net.model), str(src)
+            enc, origin = as_encoder(load_backbone(src, device)), str(src)
             name = name or Path(src).resolve().name
         else:
             raise ConfigError(f"encoder {i}: expected a run directory or an nn.Module, got {type(src).__name__}")
