@@ -1,0 +1,84 @@
+"""studies/advcl_cpu.py: the summary of the AdvCL CPU study (cells, paired differences, tables)
+and how it reads a finetuned run's results.json. The study itself needs CIFAR-10 and is not run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "advcl_cpu.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("advcl_cpu_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_values(study) -> dict:
+    """Two seeds; AdvCL's PGD-20 is ACL's + 0.10 and 0.20, ACL's is SimCLR's + 0.05 (both seeds)."""
+    base = {0: 0.10, 1: 0.20}
+    step = {"simclr": 0.0, "acl": 0.05}
+    values = {}
+    for seed, b in base.items():
+        values[seed] = {}
+        for pre in study.PRETRAININGS:
+            extra = step.get(pre, 0.05 + (0.10 if seed == 0 else 0.20))
+            for ft in study.FINETUNINGS:
+                values[seed][f"{pre}_{ft}"] = {"clean": 0.5, "pgd20": b + extra,
+                                               "autoattack": None if ft == "slf" else b + extra - 0.01}
+    return values
+
+
+def test_cells_are_means_with_t_intervals_and_skip_missing_autoattack(study):
+    s = study.summarize(fake_values(study))
+    cell = s["cells"]["advcl_alf"]["pgd20"]
+    assert cell["n"] == 2 and cell["mean"] == pytest.approx((0.25 + 0.45) / 2)
+    # t(0.975, 1) = 12.706; sd of {0.25, 0.45} = 0.1414; half width = 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert cell["high"] - cell["mean"] == pytest.approx(1.2706, abs=1e-3)
+    assert "autoattack" not in s["cells"]["advcl_slf"] and "autoattack" in s["cells"]["advcl_aff"]
+
+
+def test_paired_differences_are_per_seed(study):
+    d = study.summarize(fake_values(study))["differences"]
+    acl = d["acl-simclr/alf/pgd20"]  # +0.05 in both seeds: no spread
+    assert acl["mean"] == pytest.approx(0.05) and acl["sd"] == pytest.approx(0.0, abs=1e-12)
+    adv = d["advcl-acl/aff/autoattack"]  # +0.10 and +0.20
+    assert adv["mean"] == pytest.approx(0.15) and adv["low"] < 0.10 < 0.20 < adv["high"]
+    assert "advcl-acl/slf/autoattack" not in d
+
+
+def test_markdown_has_every_cell_and_difference(study):
+    s = study.summarize(fake_values(study))
+    meta = {"date": "2026-11-30", "setting": "tiny", "seeds": [0, 1], "machine": "m",
+            "command": "python studies/advcl_cpu.py --root X", "time": {"wall_min": 1.0, "cpu_min": 2.0}}
+    text = study.markdown(s, meta)
+    assert "| advcl | ALF | 50.0 [50.0, 50.0] | 35.0 [" in text
+    assert "| advcl − acl | AFF | +0.0 [0.0, 0.0] | +15.0 [" in text
+    assert "| simclr | SLF | 50.0 [50.0, 50.0] | 15.0 [" in text
+    # SLF had no AutoAttack: its AutoAttack column is "–" in the 3 cell rows and 3 difference rows
+    assert text.count("| – |") == 6
+    assert "python studies/advcl_cpu.py --root X" in text
+
+
+def test_read_cell_takes_clean_pgd20_and_autoattack(study, tmp_path):
+    run = tmp_path / "acl_alf"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps({"suites": {
+        "clean": {"accuracy": 0.61},
+        "adversarial": {"clean_accuracy": 0.6, "attacks": {
+            "pgd20": {"robust_accuracy": 0.3}, "autoattack": {"skipped": True}}}}}))
+    assert study.read_cell(run) == {"clean": 0.61, "pgd20": 0.3, "autoattack": None, "adv_clean": 0.6}
+
+
+def test_root_is_required_and_autoattack_can_be_limited(study):
+    with pytest.raises(SystemExit):
+        study.parse_args([])
+    a = study.parse_args(["--root", "x", "--autoattack-on", "alf", "aff"])
+    assert study.adversarial_overrides(a, "slf")[-1].endswith("autoattack: false}")
+    assert study.adversarial_overrides(a, "aff")[-1].endswith("autoattack: true}")
