@@ -48,16 +48,17 @@ def scale_overrides(a: argparse.Namespace, seed: int) -> list[str]:
     return [f"seed={seed}", "progress=false", "data.source=imagefolder", f"data.root={a.root}",
             "data.classes=null", f"data.limit_train={a.train_images}",
             f"data.limit_test={a.test_images}", "data.val_size=0", f"data.batch_size={a.batch_size}",
-            "model.name=fastnet", "model.kwargs={whiten_eps: 1.0}"]
+            "model.name=fastnet",
+            f"model.kwargs={{whiten_eps: 1.0, widths: [{', '.join(map(str, a.widths))}]}}"]
 
 
-def adversarial_overrides(a: argparse.Namespace, finetuning: str) -> list[str]:
-    """``ssrobust eval`` options: PGD-20 (and standard AutoAttack for the finetunings in
-    ``a.autoattack_on``) on ``adv_images`` images; the suite's other attacks are shrunk or off
-    (time), as the results' ``options`` record."""
-    autoattack = "true" if finetuning in a.autoattack_on else "false"
+def adversarial_overrides(a: argparse.Namespace, autoattack: bool) -> list[str]:
+    """``ssrobust eval`` options: PGD-20 (and standard AutoAttack) on the first ``adv_images``
+    test images; the suite's other attacks are shrunk or off (time), as the results' ``options``
+    record (the margin PGD-20 always runs)."""
     opts = (f"{{max_images: {a.adv_images}, pgd100_steps: {a.pgd100_steps}, sweep_linf: [], "
-            f"sweep_l2: [], unbounded_eps: null, gradient_free_images: 0, autoattack: {autoattack}}}")
+            f"sweep_l2: [], unbounded_eps: null, gradient_free_images: 0, "
+            f"autoattack: {'true' if autoattack else 'false'}}}")
     return ["--suites", "adversarial", f"adversarial={opts}"]
 
 
@@ -104,12 +105,35 @@ def finetune(runner: Runner, a: argparse.Namespace, seed: int, runs: Path) -> No
                     "train", f"configs/cpu/advcl_{ft}.yaml", f"name={name}", f"out_dir={runs}",
                     f"init_from={runs / mode}", f"epochs={a.finetune_epochs}",
                     *scale_overrides(a, seed), "eval.suites=[clean]"])
-            if "adversarial" not in json.loads((runs / name / "results.json").read_text()).get("suites", {}):
-                runner.run(f"seed{seed}/{name}/eval", ["eval", str(runs / name), *adversarial_overrides(a, ft)])
+            if _adversarial(runs / name) is None:
+                runner.run(f"seed{seed}/{name}/eval", ["eval", str(runs / name), *adversarial_overrides(a, False)])
 
 
-def read_cell(run: Path) -> dict[str, float]:
-    """Clean, PGD-20 and AutoAttack accuracy of a finetuned run's ``results.json``."""
+def autoattack(runner: Runner, a: argparse.Namespace) -> None:
+    """Last (it is the slow part): the adversarial suite again with AutoAttack, finetuning by
+    finetuning in the order of ``a.autoattack_on``, every seed and pretraining of one finetuning
+    before the next (the suite's record is replaced; its PGD-20 is rerun on the same images)."""
+    for ft in a.autoattack_on:
+        for seed in a.seeds:
+            for mode in PRETRAININGS:
+                run = a.out / f"seed{seed}" / f"{mode}_{ft}"
+                record = _adversarial(run)
+                if record is not None and record["attacks"]["autoattack"].get("skipped"):
+                    runner.run(f"seed{seed}/{mode}_{ft}/autoattack",
+                               ["eval", str(run), *adversarial_overrides(a, True)])
+
+
+def _adversarial(run: Path) -> dict | None:
+    """The adversarial suite's record of a run's ``results.json`` (None: no such record yet)."""
+    path = run / "results.json"
+    return json.loads(path.read_text()).get("suites", {}).get("adversarial") if path.is_file() else None
+
+
+def read_cell(run: Path) -> dict[str, float] | None:
+    """Clean, PGD-20 and AutoAttack accuracy of a finetuned run's ``results.json`` (None until
+    the run has its adversarial record)."""
+    if _adversarial(run) is None:
+        return None
     suites = json.loads((run / "results.json").read_text())["suites"]
     attacks = suites["adversarial"]["attacks"]
     return {"clean": suites["clean"]["accuracy"], "pgd20": attacks["pgd20"]["robust_accuracy"],
@@ -181,13 +205,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--test-images", type=int, default=1000, help="clean accuracy on these")
     p.add_argument("--adv-images", type=int, default=200, help="PGD-20 and AutoAttack on these")
-    p.add_argument("--autoattack-on", nargs="*", default=list(FINETUNINGS), choices=FINETUNINGS,
-                   help="finetunings whose runs get AutoAttack (time)")
+    p.add_argument("--autoattack-on", nargs="*", default=["aff", "alf", "slf"], choices=FINETUNINGS,
+                   help="finetunings whose runs get AutoAttack, in this order, after everything else")
     p.add_argument("--pgd100-steps", type=int, default=0,
                    help="the suite's PGD-100 (0: not run, recorded equal to clean)")
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128],
+                   help="fastnet's conv-group widths (its default 64 256 256 is ~5x slower per image)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--pretrain-epochs", type=int, default=5)
     p.add_argument("--finetune-epochs", type=int, default=5)
+    p.add_argument("--summarize-only", action="store_true",
+                   help="run nothing; summarize the finished runs under --out")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "advcl_cpu")
     p.add_argument("--results", type=Path, default=ROOT / "studies" / "results" / "advcl_cpu")
     return p.parse_args(argv)
@@ -197,21 +225,25 @@ def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     a.root, a.out = a.root.resolve(), a.out.resolve()
     runner = Runner(a.out)
-    values = {}
-    for seed in a.seeds:
-        runs = a.out / f"seed{seed}"
-        pretrain(runner, a, seed, runs)
-        finetune(runner, a, seed, runs)
-        values[seed] = {f"{p}_{f}": read_cell(runs / f"{p}_{f}") for p in PRETRAININGS for f in FINETUNINGS}
+    if not a.summarize_only:
+        for seed in a.seeds:
+            pretrain(runner, a, seed, a.out / f"seed{seed}")
+            finetune(runner, a, seed, a.out / f"seed{seed}")
+        autoattack(runner, a)
+    values = {seed: {name: cell for name, cell in ((f"{p}_{f}", read_cell(a.out / f"seed{seed}" / f"{p}_{f}"))
+                                                   for p in PRETRAININGS for f in FINETUNINGS) if cell}
+              for seed in a.seeds}
     wanted = [k for k in runner.timings if k.split("/")[0] in {f"seed{s}" for s in a.seeds}]
     meta = {
         "date": datetime.date.today().isoformat(), "seeds": a.seeds, "machine": MACHINE,
         "platform": platform.platform(), "command": "OMP_NUM_THREADS=1 nice -n 19 python "
         + " ".join(["studies/advcl_cpu.py", *(argv if argv is not None else sys.argv[1:])]),
-        "setting": (f"fastnet (whiten_eps 1.0), {a.train_images} training / {a.test_images} test "
+        "setting": (f"fastnet (whiten_eps 1.0, widths {a.widths}), {a.train_images} training / {a.test_images} test "
                     f"images, pretraining {a.pretrain_epochs} epochs, finetuning {a.finetune_epochs} "
                     f"epochs, batch {a.batch_size}; at 8/255 on the first {a.adv_images} test images: "
-                    f"PGD-20, AutoAttack (standard) for {'/'.join(a.autoattack_on).upper() or 'none'}"),
+                    f"PGD-20 for every run, AutoAttack (standard) for the runs listed under autoattack_runs"),
+        "autoattack_runs": [f"seed{s}/{n}" for s, v in values.items() for n, c in v.items()
+                            if c["autoattack"] is not None],
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()},
         "time": {"wall_min": sum(runner.timings[k]["wall_s"] for k in wanted) / 60,
                  "cpu_min": sum(runner.timings[k]["cpu_s"] for k in wanted) / 60},

@@ -76,9 +76,37 @@ def test_read_cell_takes_clean_pgd20_and_autoattack(study, tmp_path):
     assert study.read_cell(run) == {"clean": 0.61, "pgd20": 0.3, "autoattack": None, "adv_clean": 0.6}
 
 
-def test_root_is_required_and_autoattack_can_be_limited(study):
+def test_root_is_required(study):
     with pytest.raises(SystemExit):
         study.parse_args([])
-    a = study.parse_args(["--root", "x", "--autoattack-on", "alf", "aff"])
-    assert study.adversarial_overrides(a, "slf")[-1].endswith("autoattack: false}")
-    assert study.adversarial_overrides(a, "aff")[-1].endswith("autoattack: true}")
+    a = study.parse_args(["--root", "x", "--adv-images", "50"])
+    assert study.adversarial_overrides(a, False)[-1] == (
+        "adversarial={max_images: 50, pgd100_steps: 0, sweep_linf: [], sweep_l2: [], "
+        "unbounded_eps: null, gradient_free_images: 0, autoattack: false}")
+
+
+def test_autoattack_runs_last_in_the_given_finetuning_order_and_only_once(study, tmp_path):
+    a = study.parse_args(["--root", "x", "--seeds", "0", "1", "--autoattack-on", "aff", "alf",
+                          "--out", str(tmp_path)])
+    for seed in (0, 1):
+        for name in ("simclr_aff", "acl_aff", "advcl_aff", "simclr_alf", "acl_alf", "advcl_alf"):
+            run = tmp_path / f"seed{seed}" / name
+            run.mkdir(parents=True)
+            done = seed == 0 and name == "acl_aff"  # already has AutoAttack: not run again
+            aa = {"robust_accuracy": 0.1} if done else {"skipped": True}
+            (run / "results.json").write_text(json.dumps({"suites": {"adversarial": {"attacks": {"autoattack": aa}}}}))
+
+    class Calls:
+        keys: list[str] = []
+
+        def run(self, key, args):
+            assert args[0] == "eval" and args[-1].endswith("autoattack: true}")
+            self.keys.append(key)
+
+    calls = Calls()
+    study.autoattack(calls, a)
+    assert calls.keys == [
+        "seed0/simclr_aff/autoattack", "seed0/advcl_aff/autoattack",
+        "seed1/simclr_aff/autoattack", "seed1/acl_aff/autoattack", "seed1/advcl_aff/autoattack",
+        "seed0/simclr_alf/autoattack", "seed0/acl_alf/autoattack", "seed0/advcl_alf/autoattack",
+        "seed1/simclr_alf/autoattack", "seed1/acl_alf/autoattack", "seed1/advcl_alf/autoattack"]
