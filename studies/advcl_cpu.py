@@ -72,7 +72,9 @@ class Runner:
     def run(self, key: str, args: list[str]) -> None:
         print("+ ssrobust", " ".join(args), flush=True)
         wall0, cpu0 = time.perf_counter(), _children_cpu()
-        subprocess.run([sys.executable, "-m", "ssrobust", *args], cwd=ROOT, check=True)
+        rc = subprocess.run([sys.executable, "-m", "ssrobust", *args], cwd=ROOT).returncode
+        if rc:
+            sys.exit(f"advcl_cpu: {key} failed (ssrobust {args[0]} exit status {rc}; its message is above)")
         self.timings[key] = {"wall_s": round(time.perf_counter() - wall0, 1),
                              "cpu_s": round(_children_cpu() - cpu0, 1)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +226,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     a.root, a.out = a.root.resolve(), a.out.resolve()
+    if not a.summarize_only and not ((a.root / "train").is_dir() and (a.root / "test").is_dir()):
+        print(f"advcl_cpu: --root {a.root}: expected an image folder with train/ and test/", file=sys.stderr)
+        sys.exit(2)
     runner = Runner(a.out)
     if not a.summarize_only:
         for seed in a.seeds:

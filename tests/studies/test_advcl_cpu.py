@@ -85,6 +85,15 @@ def test_root_is_required(study):
         "unbounded_eps: null, gradient_free_images: 0, autoattack: false}")
 
 
+def test_a_root_without_train_and_test_is_refused_in_one_line(study, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        study.main(["--root", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(tmp_path) in err and "train/ and test/" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_autoattack_runs_last_in_the_given_finetuning_order_and_only_once(study, tmp_path):
     a = study.parse_args(["--root", "x", "--seeds", "0", "1", "--autoattack-on", "aff", "alf",
                           "--out", str(tmp_path)])
