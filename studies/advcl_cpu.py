@@ -223,26 +223,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    a = parse_args(argv)
-    a.root, a.out = a.root.resolve(), a.out.resolve()
-    if not a.summarize_only and not ((a.root / "train").is_dir() and (a.root / "test").is_dir()):
-        print(f"advcl_cpu: --root {a.root}: expected an image folder with train/ and test/", file=sys.stderr)
-        sys.exit(2)
-    runner = Runner(a.out)
-    if not a.summarize_only:
-        for seed in a.seeds:
-            pretrain(runner, a, seed, a.out / f"seed{seed}")
-            finetune(runner, a, seed, a.out / f"seed{seed}")
-        autoattack(runner, a)
-    values = {seed: {name: cell for name, cell in ((f"{p}_{f}", read_cell(a.out / f"seed{seed}" / f"{p}_{f}"))
-                                                   for p in PRETRAININGS for f in FINETUNINGS) if cell}
-              for seed in a.seeds}
+def study_meta(a: argparse.Namespace, argv: list[str], values: dict, runner: Runner) -> dict:
+    """Date, machine, the reproducing command and setting of the run ``a``, AutoAttack coverage
+    and the timings of its seeds' commands."""
     wanted = [k for k in runner.timings if k.split("/")[0] in {f"seed{s}" for s in a.seeds}]
-    meta = {
+    return {
         "date": datetime.date.today().isoformat(), "seeds": a.seeds, "machine": MACHINE,
-        "platform": platform.platform(), "command": "OMP_NUM_THREADS=1 nice -n 19 python "
-        + " ".join(["studies/advcl_cpu.py", *(argv if argv is not None else sys.argv[1:])]),
+        "platform": platform.platform(),
+        "command": "OMP_NUM_THREADS=1 nice -n 19 python " + " ".join(["studies/advcl_cpu.py", *argv]),
         "setting": (f"fastnet (whiten_eps 1.0, widths {a.widths}), {a.train_images} training / {a.test_images} test "
                     f"images, pretraining {a.pretrain_epochs} epochs, finetuning {a.finetune_epochs} "
                     f"epochs, batch {a.batch_size}; at 8/255 on the first {a.adv_images} test images: "
@@ -254,11 +242,47 @@ def main(argv: list[str] | None = None) -> None:
                  "cpu_min": sum(runner.timings[k]["cpu_s"] for k in wanted) / 60},
         "timings": {k: runner.timings[k] for k in wanted},
     }
-    summary = summarize(values)
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    a.results.with_suffix(".json").write_text(json.dumps({**meta, **summary, "values": values}, indent=1) + "\n")
+
+
+def study_args(a: argparse.Namespace, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The arguments of the study run under ``--out``: this one (recorded in
+    ``<out>/study_args.json``), or with ``--summarize-only`` the recorded ones."""
+    path = a.out / "study_args.json"
+    if not a.summarize_only:
+        if not ((a.root / "train").is_dir() and (a.root / "test").is_dir()):
+            print(f"advcl_cpu: --root {a.root}: expected an image folder with train/ and test/", file=sys.stderr)
+            sys.exit(2)
+        a.out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"argv": argv}) + "\n")
+        return a, argv
+    if not path.is_file():
+        print(f"advcl_cpu: --out {a.out}: no study_args.json (no study was run there)", file=sys.stderr)
+        sys.exit(2)
+    run_argv = json.loads(path.read_text())["argv"]
+    run = parse_args(run_argv)
+    run.root, run.out = run.root.resolve(), a.out
+    return run, run_argv
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = parse_args(argv)
+    given.root, given.out = given.root.resolve(), given.out.resolve()
+    a, run_argv = study_args(given, argv)
+    runner = Runner(a.out)
+    if not given.summarize_only:
+        for seed in a.seeds:
+            pretrain(runner, a, seed, a.out / f"seed{seed}")
+            finetune(runner, a, seed, a.out / f"seed{seed}")
+        autoattack(runner, a)
+    values = {seed: {name: cell for name, cell in ((f"{p}_{f}", read_cell(a.out / f"seed{seed}" / f"{p}_{f}"))
+                                                   for p in PRETRAININGS for f in FINETUNINGS) if cell}
+              for seed in a.seeds}
+    meta, summary = study_meta(a, run_argv, values, runner), summarize(values)
+    given.results.parent.mkdir(parents=True, exist_ok=True)
+    given.results.with_suffix(".json").write_text(json.dumps({**meta, **summary, "values": values}, indent=1) + "\n")
     text = markdown(summary, meta)
-    a.results.with_suffix(".md").write_text(text)
+    given.results.with_suffix(".md").write_text(text)
     print(text)
 
 

@@ -119,3 +119,16 @@ def test_autoattack_runs_last_in_the_given_finetuning_order_and_only_once(study,
         "seed1/simclr_aff/autoattack", "seed1/acl_aff/autoattack", "seed1/advcl_aff/autoattack",
         "seed0/simclr_alf/autoattack", "seed0/acl_alf/autoattack", "seed0/advcl_alf/autoattack",
         "seed1/simclr_alf/autoattack", "seed1/acl_alf/autoattack", "seed1/advcl_alf/autoattack"]
+
+
+def test_summarize_only_uses_the_recorded_run_arguments(study, tmp_path):
+    out = tmp_path / "out"
+    (out / "seed0").mkdir(parents=True)
+    recorded = ["--root", "/data/cifar", "--seeds", "0", "--train-images", "1500", "--adv-images", "100"]
+    (out / "study_args.json").write_text(json.dumps({"argv": recorded}))
+    results = tmp_path / "res" / "advcl_cpu"
+    study.main(["--root", "ignored", "--summarize-only", "--out", str(out), "--results", str(results)])
+    meta = json.loads(results.with_suffix(".json").read_text())
+    assert meta["seeds"] == [0] and "1500 training" in meta["setting"] and "first 100 test" in meta["setting"]
+    assert meta["command"].endswith("studies/advcl_cpu.py " + " ".join(recorded))
+    assert meta["values"] == {"0": {}} and all(cell == {} for cell in meta["cells"].values())
