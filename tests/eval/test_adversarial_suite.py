@@ -228,3 +228,15 @@ def test_failed_checks_are_counted_and_sweep_points_have_metric_paths(ordinary, 
     assert ordinary["sweeps"]["linf"]["by_eps"]["8"] == ordinary["sweeps"]["linf"]["robust_accuracy"][
         ordinary["sweeps"]["linf"]["eps"].index(8 / 255)]
     assert list(ordinary["sweeps"]["l2"]["by_eps"])[:3] == ["0", "0p1", "0p25"]
+
+
+def test_steps_check_only_when_the_long_attack_has_more_steps():
+    """pgd100_steps=0 (off, as studies/advcl_cpu.py runs it) is not "PGD-0 beats PGD-20": no
+    monotone_steps check, so no false alarm; with more steps the check stays."""
+    off = run(QuantizedLinear(quantize=False), pgd100_steps=0, sweep_linf=[], sweep_l2=[],
+              gradient_free_images=0)
+    assert "monotone_steps" not in checks(off)
+    assert off["sanity_checks_failed"] == 0 and off["warnings"] == []
+    assert off["attacks"]["pgd100"]["robust_accuracy"] == off["clean_accuracy"]  # PGD-0 = clean
+    on = run(QuantizedLinear(quantize=False), sweep_linf=[], sweep_l2=[], gradient_free_images=0)
+    assert checks(on)["monotone_steps"]["passed"]

@@ -306,9 +306,10 @@ def _sanity_checks(opts: AdversarialOptions, runner: AttackRunner, clean: Outcom
         checks.append(monotone_check(
             f"monotone_eps_{norm}", [_eps_label(sweep["eps"][i], norm) for i in order],
             [sweep["robust_count"][i] for i in order], opts.monotone_tolerance))
-    checks.append(monotone_check(
-        "monotone_steps", [f"PGD-{opts.pgd20_steps}", f"PGD-{opts.pgd100_steps}"],
-        [int(out["pgd20"].robust.sum()), int(out["pgd100"].robust.sum())], opts.monotone_tolerance))
+    if opts.pgd100_steps > opts.pgd20_steps:  # else "more steps" is not more (pgd100_steps=0: off)
+        checks.append(monotone_check(
+            "monotone_steps", [f"PGD-{opts.pgd20_steps}", f"PGD-{opts.pgd100_steps}"],
+            [int(out["pgd20"].robust.sum()), int(out["pgd100"].robust.sum())], opts.monotone_tolerance))
     checks.append(loss_agreement_check(out["pgd20"].robust & out["pgd100"].robust,
                                        out["pgd_margin"].robust, opts.loss_agreement_tolerance))
     if "unbounded" in out:
