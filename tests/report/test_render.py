@@ -151,3 +151,19 @@ def test_summary_shows_the_resolved_task_forward(tmp_path):
     md = (render_results(old, tmp_path / "rep2") / "report.md").read_text()
     assert summary_row(md, "sep").endswith("| separate |")
     assert summary_row(md, "old_auto").endswith("| – |")
+
+
+def test_a_folder_named_like_the_stage_is_left_alone(tmp_path, monkeypatch):
+    """The report stages in a folder it creates itself; a user's folder with the old stage name
+    (``.report.tmp<pid>``) and its files survive a render."""
+    import os
+
+    from ssrobust.report.render import render_results
+
+    out = tmp_path / "report"
+    mine = out / f".report.tmp{os.getpid()}"
+    mine.mkdir(parents=True)
+    (mine / "keep.txt").write_text("user data")
+    render_results([{"run": "a", "suites": {}}], out)
+    assert (mine / "keep.txt").read_text() == "user data"
+    assert (out / "report.md").is_file()

@@ -6,6 +6,7 @@ import html
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -80,8 +81,8 @@ def render_results(results: list[dict], out: Path, title: str = "ssrobust report
     try:
         with DirLock(out, "report folder"):
             _check_report_folder(out)
-            stage = out / f".report.tmp{os.getpid()}"
-            shutil.rmtree(stage, ignore_errors=True)  # our own temp folder, left by a crash
+            # a fresh folder this call creates: the rmtree below can only remove our own files
+            stage = Path(tempfile.mkdtemp(prefix=".report.tmp", dir=out))
             try:
                 _render_into(stage, results, title, intro, baseline)
                 _publish(stage, out)
@@ -100,7 +101,7 @@ def _render_into(stage: Path, results: list[dict], title: str, intro: str,
     from . import contrastive, plots
     from .seeds import seed_groups, seeds_section
 
-    (stage / FIGURES).mkdir(parents=True)
+    (stage / FIGURES).mkdir()
     names = _unique_names(results)
     sections = [_summary(results, names)]
     curves = plots.training_curves(results, names, stage / FIGURES / "training_curves.png")
