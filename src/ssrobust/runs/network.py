@@ -62,6 +62,8 @@ def build_network(cfg: RunConfig, num_classes: int) -> Network:
         raise ComponentError(f"model {cfg.model.name!r} with kwargs {cfg.model.kwargs}: {e}") from None
     tasks = {name: build_task(name, model.num_features, **cfg.task_options.get(name, {}))
              for name in cfg.task_weights()}
+    for task in tasks.values():
+        task.match_backbone(model)
     return Network(model, tasks)
 
 

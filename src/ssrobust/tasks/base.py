@@ -34,6 +34,28 @@ from ..registry import Registry
 TASKS: Registry = Registry("pretext task")
 
 
+class TaskHead(nn.Linear):
+    """The linear head of a classification-type pretext task (rotation, jigsaw, ...): a
+    :class:`torch.nn.Linear` whose logits are multiplied by ``scale``.
+
+    ``scale`` follows the backbone's own classifier (``Backbone.head_scale``, e.g. fastnet's 1/9;
+    1 for the others), set by :meth:`PretextTask.match_backbone`, so an auxiliary head trains at
+    the learning rate the recipe chose for the backbone's head. Without it, fastnet's fast recipe
+    (lr 1.5) made the rotation loss diverge within a few steps. ``scale`` is a plain attribute, not
+    a buffer: state dicts are those of ``nn.Linear``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self.scale = 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        return out if self.scale == 1.0 else out * self.scale
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={self.scale:g}"
+
+
 @dataclass
 class TaskBatch:
     """What ``prepare`` returns: images to forward (``[n, 3, H, W]`` in [0,1], or None) and targets."""
@@ -57,6 +79,16 @@ class PretextTask(nn.Module):
     def __init__(self, num_features: int) -> None:
         super().__init__()
         self.num_features = num_features
+
+    def match_backbone(self, backbone: nn.Module) -> None:
+        """Scale every :class:`TaskHead` of this task like the backbone's classifier
+        (``backbone.head_scale``, 1 when it has none)."""
+        scale = float(getattr(backbone, "head_scale", 1.0))
+        if not (scale > 0 and scale == scale and scale != float("inf")):
+            raise ValueError(f"backbone head_scale must be a finite number > 0, got {scale}")
+        for m in self.modules():
+            if isinstance(m, TaskHead):
+                m.scale = scale
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         raise NotImplementedError

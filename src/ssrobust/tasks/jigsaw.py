@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, TaskHead
 from .decoder import at_least_float32
 
 JIGSAW_PERMUTATIONS: tuple[tuple[int, ...], ...] = tuple(itertools.permutations(range(4)))
@@ -49,7 +49,7 @@ class JigsawPuzzle(PretextTask):
 
     def __init__(self, num_features: int) -> None:
         super().__init__(num_features)
-        self.head = nn.Linear(num_features, len(JIGSAW_PERMUTATIONS))
+        self.head = TaskHead(num_features, len(JIGSAW_PERMUTATIONS))
         self.register_buffer("table", torch.tensor(JIGSAW_PERMUTATIONS), persistent=False)
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:

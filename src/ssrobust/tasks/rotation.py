@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, TaskHead
 from .decoder import at_least_float32
 
 ROTATION_MODES = ("all", "one")
@@ -65,7 +65,7 @@ class RotationPrediction(PretextTask):
             raise ConfigError(f"rotation: fraction must lie in (0, 1], got {fraction}")
         self.separate_clean = separate_clean
         self.rotations, self.fraction = rotations, float(fraction)
-        self.head = nn.Linear(num_features, 4)
+        self.head = TaskHead(num_features, 4)
 
     def subset_size(self, batch: int) -> int:
         """How many images of a batch of ``batch`` the task sees."""

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ood.transforms import NUM_TRANSFORMS, geometric_transforms, transform_per_sample, transform_table
-from .base import TASKS, PretextTask, TaskBatch, mean_per_image
+from .base import TASKS, PretextTask, TaskBatch, TaskHead, mean_per_image
 
 MODES = ("rotations", "random", "all")
 
@@ -52,9 +52,9 @@ class RotationTranslationPrediction(PretextTask):
         self.mode = mode
         self.shift = shift
         self.translate_first = translate_first
-        self.head_r = nn.Linear(num_features, 4)
-        self.head_v = nn.Linear(num_features, 3)
-        self.head_h = nn.Linear(num_features, 3)
+        self.head_r = TaskHead(num_features, 4)
+        self.head_v = TaskHead(num_features, 3)
+        self.head_h = TaskHead(num_features, 3)
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         b = x.shape[0]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import TASKS, PretextTask, TaskBatch
+from .base import TASKS, PretextTask, TaskBatch, TaskHead
 from .decoder import at_least_float32
 
 
@@ -47,8 +47,8 @@ class TranslationPrediction(PretextTask):
         if shift < 1:
             raise ValueError(f"translation shift must be >= 1 pixel, got {shift}")
         self.shift = shift
-        self.head_y = nn.Linear(num_features, 3)
-        self.head_x = nn.Linear(num_features, 3)
+        self.head_y = TaskHead(num_features, 3)
+        self.head_x = TaskHead(num_features, 3)
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         if min(x.shape[-2:]) <= self.shift:
