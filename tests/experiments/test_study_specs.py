@@ -24,6 +24,7 @@ STUDIES = sorted(SWEEPS.glob("study_*.yaml"))
 # rotation-score paths of study_ood, which their summary leaves empty by design).
 FULL_ARM = {"study_corruptions": "rotation_quarter", "study_adversarial": "fast_at_rotation",
             "study_ood": "rotation"}
+FULL_ARM.update({k.replace("study_", "study_cpu_"): v for k, v in FULL_ARM.items()})
 SHRINK = ["epochs=1", "data.batch_size=8", "data.eval_batch_size=16", "model.kwargs={widths: [8, 16]}",
           "optim.warmup_epochs=0", "eval.tta=none"]
 SHRINK_EVAL = {
@@ -34,6 +35,7 @@ SHRINK_EVAL = {
                           "spsa_samples: 2, square_queries: 10, unbounded_steps: 2, autoattack: true}"],
     "study_ood": ["eval.options.ood.max_images=12"],
 }
+SHRINK_EVAL.update({k.replace("study_", "study_cpu_"): v for k, v in SHRINK_EVAL.items()})
 
 
 def local_spec(spec: Path, tmp_path: Path, root: Path, extra: list[str]) -> Path:
@@ -52,18 +54,30 @@ def local_spec(spec: Path, tmp_path: Path, root: Path, extra: list[str]) -> Path
     return out
 
 
-def test_the_three_claims_have_a_spec_with_three_seeds_and_a_baseline():
-    assert [p.stem for p in STUDIES] == ["study_adversarial", "study_corruptions", "study_ood"]
-    for path in STUDIES:
-        spec = load_spec(path)
+@pytest.mark.parametrize("scale", ["", "cpu_"], ids=["full", "session"])
+def test_the_three_claims_have_a_spec_with_three_seeds_and_a_baseline(scale):
+    """Each claim has its full-scale plan (study_*) and the session-scale spec that was run
+    (study_cpu_*, studies/cifar10_cpu.py)."""
+    assert sorted(p.stem for p in STUDIES) == sorted(f"study_{s}{c}" for s in ("", "cpu_")
+                                                     for c in ("adversarial", "corruptions", "ood"))
+    for claim in ("adversarial", "corruptions", "ood"):
+        spec = load_spec(SWEEPS / f"study_{scale}{claim}.yaml")
         assert len(spec.seeds) >= 3 and spec.baseline in {a.name for a in spec.arms}
-    ood = {r.name: r.config(Path("x")) for r in load_spec(SWEEPS / "study_ood.yaml").runs()}
+    ood = {r.name: r.config(Path("x")) for r in load_spec(SWEEPS / f"study_{scale}ood.yaml").runs()}
     assert ood["baseline_s0"].data.classes == [0, 1, 2, 3, 4, 5]
     assert ood["baseline_s0"].eval.options["ood"]["detector"] == "msp"
     assert ood["rotation_s0"].eval.options["ood"]["detector"] == "kl_rotation"
-    corr = {r.name: r.config(Path("x")) for r in load_spec(SWEEPS / "study_corruptions.yaml").runs()}
+    corr = {r.name: r.config(Path("x")) for r in load_spec(SWEEPS / f"study_{scale}corruptions.yaml").runs()}
     assert len(corr["baseline_s0"].eval.options["corruptions"]["names"]) == 15
     assert corr["rotation_s0"].epochs == corr["baseline_s0"].epochs == corr["rotation_quarter_s0"].epochs
+    assert corr["rotation_quarter_s0"].task_options["rotation"]["fraction"] == 0.25
+    adv = {r.name: r.config(Path("x")) for r in load_spec(SWEEPS / f"study_{scale}adversarial.yaml").runs()}
+    assert adv["fast_at_s0"].strategy.options["eps"] == pytest.approx(8 / 255)
+    assert adv["fast_at_s0"].tasks == [] and adv["fast_at_rotation_s0"].tasks == ["rotation:0.5"]
+    # within a claim, the arms differ only in what the claim compares
+    for runs in (corr, adv):
+        base = next(iter(runs.values()))
+        assert all(r.data == base.data and r.model == base.model and r.optim == base.optim for r in runs.values())
 
 
 @pytest.mark.parametrize("spec", STUDIES, ids=lambda p: p.stem)
