@@ -90,6 +90,32 @@ def test_small_drops_do_not_stop_and_zero_images_switch_the_check_off(monkeypatc
     assert build_strategy("fast_at", check_images=0).end_of_epoch(None, None, None) is None
 
 
+def test_a_collapse_below_the_absolute_threshold_is_caught(monkeypatch):
+    """Measured on real CIFAR-10 (2026-11-30, fastnet 32/64/128 + rotation, seed 1): PGD accuracy
+    0.172 -> 0.053 -> 0.010 on 512 images. No fall exceeds the absolute 0.2, so the old
+    check let the collapsed model finish; the relative criterion stops at the first fall."""
+    fast = build_strategy("fast_at", check_images=512)
+    values = iter([0.172, 0.053])
+    monkeypatch.setattr(adversarial, "robust_accuracy", lambda *a: next(values))
+    data = held_out(512)
+    stops = [fast.end_of_epoch(None, data, None).stop for _ in range(2)]
+    assert stops[0] is None and "0.172 to 0.053" in stops[1]
+    assert adversarial.collapse(0.172, 0.053, 512, relative=1.0) is False  # the absolute rule alone misses it
+
+
+@pytest.mark.parametrize("previous,current,n,expected", [
+    (1.0, 0.0, 16, True),        # absolute fall > 0.2
+    (0.6, 0.45, 512, False),     # 25% relative, 0.15 absolute: not a collapse
+    (0.172, 0.053, 512, True),   # 69% relative and 0.12 > 3 standard errors (0.050)
+    (0.02, 0.008, 512, False),   # 60% relative but 0.012 < 3 standard errors (0.019): noise
+    (0.1, 0.04, 512, True),      # 60% relative, 0.06 > 0.040
+    (0.1, 0.04, 64, False),      # the same on 64 images is within noise (3 SE = 0.11)
+    (0.3, 0.16, 10000, False),   # 47% relative: below the relative threshold however precise
+])
+def test_collapse_rule(previous, current, n, expected):
+    assert adversarial.collapse(previous, current, n) is expected
+
+
 def test_bad_options_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="exactly one FGSM step"):
         build_strategy("fast_at", steps=3)
@@ -97,6 +123,8 @@ def test_bad_options_are_config_errors(tmp_path):
         build_strategy("fast_at", random_start=False)
     with pytest.raises(ConfigError, match="check_drop"):
         build_strategy("fast_at", check_drop=0.0)
+    with pytest.raises(ConfigError, match="check_drop_relative"):
+        build_strategy("fast_at", check_drop_relative=1.5)
     cfg = make_config(tiny_run_config(tmp_path, data=dict(tiny_run_config(tmp_path)["data"], val_size=0),
                                       strategy={"name": "fast_at"}))
     with pytest.raises(ConfigError, match="set data.val_size > 0"):

@@ -271,14 +271,18 @@ class FastAdversarialTraining(PGDAdversarialTraining):
     while PGD accuracy drops to ~0). After every epoch the strategy therefore measures PGD
     accuracy (``check_steps`` steps of ``ε/4``, one fixed random start) on the first
     ``check_images`` validation images; when it falls by more than ``check_drop`` below the previous
-    epoch's, training stops and the run keeps the previous epoch's weights (Wong et al.'s early
-    stopping). ``check_images=0`` switches the check off.
+    epoch's (absolute, Wong et al.'s early stopping), or by more than the fraction
+    ``check_drop_relative`` of the previous epoch's value and by more than three binomial standard
+    errors of it (so a model whose PGD accuracy is itself below ``check_drop`` cannot collapse
+    unnoticed, while noise at low accuracies does not stop it), training stops and the run keeps the
+    previous epoch's weights. ``check_images=0`` switches the check off.
     """
 
     name = "fast_at"
 
     def __init__(self, eps: float = 8 / 255, step_size: float | None = None, check_images: int = 256,
-                 check_steps: int = 10, check_drop: float = 0.2, **options) -> None:
+                 check_steps: int = 10, check_drop: float = 0.2, check_drop_relative: float = 0.5,
+                 **options) -> None:
         if "steps" in options:
             raise ConfigError("fast_at takes exactly one FGSM step; use strategy pgd_at for more steps")
         if options.get("random_start") is False:
@@ -288,6 +292,9 @@ class FastAdversarialTraining(PGDAdversarialTraining):
         if int(check_images) < 0 or int(check_steps) < 1 or not 0.0 < float(check_drop) <= 1.0:
             raise ConfigError("fast_at: check_images must be >= 0, check_steps >= 1 and check_drop "
                               f"in (0, 1]; got {check_images}, {check_steps}, {check_drop}")
+        if not 0.0 < float(check_drop_relative) <= 1.0:
+            raise ConfigError(f"fast_at: check_drop_relative must lie in (0, 1]; got {check_drop_relative}")
+        self.check_drop_relative = float(check_drop_relative)
         self.held_out_images = int(check_images)
         self.check = PGD(eps=float(eps), step_size=float(eps) / 4, steps=int(check_steps),
                          norm=self.template.norm, random_start=True)
@@ -301,9 +308,10 @@ class FastAdversarialTraining(PGDAdversarialTraining):
             raise ConfigError("fast_at's overfitting check needs validation images: set "
                               "data.val_size > 0 or strategy.options.check_images=0")
         acc = robust_accuracy(model, self.check, held_out, self.held_out_images, autocast)
-        prev, collapsed = self.previous, self.previous is not None and acc < self.previous - self.check_drop
-        metrics = {"overfit_check": {"pgd_accuracy": acc, "previous": prev,
-                                     "images": min(self.held_out_images, len(held_out[1]))}}
+        n = min(self.held_out_images, len(held_out[1]))
+        prev = self.previous
+        collapsed = prev is not None and collapse(prev, acc, n, self.check_drop, self.check_drop_relative)
+        metrics = {"overfit_check": {"pgd_accuracy": acc, "previous": prev, "images": n}}
         if collapsed:
             return EpochCheck(metrics, stop=f"catastrophic overfitting: PGD accuracy on held-out images "
                                             f"fell from {prev:.3f} to {acc:.3f}")
@@ -315,6 +323,18 @@ class FastAdversarialTraining(PGDAdversarialTraining):
 
     def load_state_dict(self, state):
         self.previous = state.get("previous")
+
+
+def collapse(previous: float, current: float, n: int, drop: float = 0.2, relative: float = 0.5) -> bool:
+    """Whether PGD accuracy on ``n`` held-out images falling from ``previous`` to ``current`` is a
+    catastrophic collapse: a fall of more than ``drop`` (absolute), or of more than ``relative`` x
+    ``previous`` that is also larger than three binomial standard errors of ``previous`` on ``n``
+    images (noise of the check itself never stops training)."""
+    fall = previous - current
+    if fall > drop:
+        return True
+    noise = 3.0 * math.sqrt(max(previous * (1.0 - previous), 0.0) / max(n, 1))
+    return fall > relative * previous and fall > noise
 
 
 def robust_accuracy(model: nn.Module, attack: PGD, held_out: tuple[torch.Tensor, torch.Tensor], n: int,
