@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from ssrobust.atomic import write_text_atomic  # noqa: E402
 from ssrobust.corruptions.base import BENCHMARK  # noqa: E402
 from ssrobust.corruptions.mce import add_mce  # noqa: E402
+from ssrobust.report.seeds import metric_value  # noqa: E402
 from ssrobust.stats import interval, paired_difference  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -151,7 +152,7 @@ def metric_values(claim: Mapping[str, Any], runs: Mapping[str, Mapping[int, dict
         for arm, by_seed in runs.items():
             for seed, record in by_seed.items():
                 raw = extra.get(arm, {}).get(seed, {}).get(path) if path in ("mce", "relative_mce") \
-                    else lookup(record.get("suites", {}), path)
+                    else metric_value(record, path)
                 if isinstance(raw, (int, float)) and math.isfinite(raw):
                     v = float(raw) if path in COUNTS or path in ("mce", "relative_mce") else 100.0 * float(raw)
                     values.setdefault(path, {}).setdefault(arm, {})[seed] = v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,12 @@ def make_image_folder(root: Path, classes: int = 10, per_class: int = 6, per_cla
                 img[side * r:side * (r + 1), side * col:side * (col + 1)] += 150
                 Image.fromarray(img).save(d / f"{i}.png")
     return root
+
+
+def load_study(name: str):
+    """The module of ``studies/<name>.py`` (study scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "studies" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

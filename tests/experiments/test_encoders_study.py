@@ -3,10 +3,10 @@ and its summary (mean and paired advft - supervised with 95 % t-intervals) match
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from _helpers import load_study
 
 from ssrobust.api import make_config
 
@@ -14,10 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("encoders_cpu_study", ROOT / "studies" / "encoders_cpu.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("encoders_cpu")
 
 
 def _suite(values: dict[str, float]) -> dict:

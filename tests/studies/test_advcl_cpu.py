@@ -3,21 +3,18 @@ and how it reads a finetuned run's results.json. The study itself needs CIFAR-10
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from _helpers import load_study
 
 SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "advcl_cpu.py"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("advcl_cpu_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("advcl_cpu")
 
 
 def fake_values(study) -> dict:

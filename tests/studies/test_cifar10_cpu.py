@@ -3,12 +3,12 @@ verdicts, compute, exit codes) on fabricated sweep folders. The sweeps need CIFA
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
 
 import pytest
+from _helpers import load_study
 
 from ssrobust.corruptions.base import BENCHMARK
 from ssrobust.stats import t_quantile
@@ -18,10 +18,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "studies" / "cifar10_cpu.py"
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("cifar10_cpu_study", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_study("cifar10_cpu")
 
 
 def _corruption_record(acc: float, clean: float) -> dict:

@@ -12,7 +12,6 @@ import itertools
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import TASKS, PretextTask, TaskBatch, TaskHead
 from .decoder import at_least_float32

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..errors import ConfigError
 from .base import TASKS, PretextTask, TaskBatch, TaskHead

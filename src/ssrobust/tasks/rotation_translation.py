@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..ood.transforms import NUM_TRANSFORMS, geometric_transforms, transform_per_sample, transform_table
 from .base import TASKS, PretextTask, TaskBatch, TaskHead, mean_per_image

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .base import TASKS, PretextTask, TaskBatch, TaskHead
 from .decoder import at_least_float32
