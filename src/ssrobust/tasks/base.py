@@ -18,6 +18,12 @@ running statistics then: the clean batch is normalised by clean statistics in tr
 evaluation must use running statistics of clean images too (letting the grey, blurred and rotated
 views update them as well cost 12 points of accuracy in the CPU-scale Kim study). New tasks
 register under ``TASKS`` and need no change to the training loop.
+
+Every task accepts ``fraction`` (issue 18's cheaper self-supervision): the task sees only the
+first ``round(fraction * B)`` images of each batch (at least one; batches are already in random
+order), so its extra forward costs that share of the batch. :func:`forward_with_tasks` applies it
+(the task's ``prepare`` and ``loss`` see the subset); a task that applies it itself (rotation, which
+combines it with its own options) sets ``applies_fraction``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, ClassVar, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 TASKS: Registry = Registry("pretext task")
@@ -75,10 +82,21 @@ class PretextTask(nn.Module):
     one_class_scores: ClassVar[tuple[str, ...]] = ()
     # What its head gives those scores (``ssrobust.ood.scores.NEEDS_*``).
     provides: ClassVar[frozenset[str]] = frozenset()
+    # True if ``prepare``/``per_sample_loss`` apply ``fraction`` themselves (else forward_with_tasks does).
+    applies_fraction: ClassVar[bool] = False
 
     def __init__(self, num_features: int) -> None:
         super().__init__()
         self.num_features = num_features
+        self.fraction = 1.0
+
+    def set_fraction(self, fraction: float) -> None:
+        """Share of each batch the task sees, in (0, 1] (a ConfigError naming the task otherwise)."""
+        self.fraction = check_fraction(self.name, fraction)
+
+    def subset_size(self, batch: int) -> int:
+        """How many images of a batch of ``batch`` the task sees (at least one)."""
+        return batch if self.fraction == 1.0 else max(1, round(self.fraction * batch))
 
     def match_backbone(self, backbone: nn.Module) -> None:
         """Scale every :class:`TaskHead` of this task like the backbone's classifier
@@ -111,9 +129,43 @@ def mean_per_image(values: torch.Tensor, batch_size: int) -> torch.Tensor:
     return values.reshape(values.shape[0] // batch_size, batch_size, -1).mean(dim=(0, 2))
 
 
+def check_fraction(task: str, fraction: Any) -> float:
+    """``fraction`` as a float in (0, 1]; a ConfigError naming the task otherwise."""
+    try:
+        value = float(fraction)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 < value <= 1.0:  # also refuses nan
+        raise ConfigError(f"{task}: fraction must lie in (0, 1], got {fraction!r}")
+    return value
+
+
 def build_task(name: str, num_features: int, **options: Any) -> PretextTask:
-    """Instantiate a registered task; unknown options raise a TypeError naming the task."""
-    return TASKS.build(name, num_features=num_features, **options)
+    """Instantiate a registered task; unknown options raise a TypeError naming the task.
+    ``fraction`` (share of the batch the task sees) is accepted by every :class:`PretextTask`."""
+    cls = TASKS.get(name)
+    own = isinstance(cls, type) and issubclass(cls, PretextTask) and not cls.applies_fraction
+    fraction = options.pop("fraction", 1.0) if own else 1.0
+    task = TASKS.build(name, num_features=num_features, **options)
+    if own:
+        task.set_fraction(fraction)
+    return task
+
+
+def _rows(task: Any, batch: int) -> int:
+    """How many of the batch's images ``task`` sees when forward_with_tasks applies its fraction."""
+    if isinstance(task, PretextTask) and not task.applies_fraction:
+        return task.subset_size(batch)
+    return batch
+
+
+def _pad_per_sample(values: torch.Tensor, batch: int) -> torch.Tensor:
+    """``[m]`` per-image losses of the first m images -> ``[batch]``: 0 for the others and the
+    subset scaled by ``batch / m``, so the mean still equals the task's loss on its subset."""
+    m = values.shape[0]
+    if m == batch:
+        return values
+    return torch.cat([values * (batch / m), values.new_zeros(batch - m)])
 
 
 def declared_scores(tasks: Mapping[str, nn.Module] | Sequence[str], kind: str = "ood_scores") -> list[str]:
@@ -141,11 +193,14 @@ def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, Prete
             forward for the clean batch and one per task with images (disjoint graphs; only the
             clean forward updates BatchNorm running statistics).
         per_sample: return each task's :meth:`~PretextTask.per_sample_loss` ``[B]`` instead of
-            its scalar loss.
+            its scalar loss (with ``fraction < 1``: 0 outside the task's subset, the subset scaled
+            by B/m, so the mean is the scalar loss).
     Returns:
         ``(clean_features [B, D], {task name: scalar loss, or [B] with per_sample})``.
     """
-    batches = {name: task.prepare(x, generator) for name, task in tasks.items()}
+    rows = {name: _rows(task, x.shape[0]) for name, task in tasks.items()}
+    batches = {name: task.prepare(x if rows[name] == x.shape[0] else x[:rows[name]], generator)
+               for name, task in tasks.items()}
     views = [b.inputs for b in batches.values() if b.inputs is not None]
     if joint:
         feats = model.forward_features(torch.cat([x, *views]) if views else x)
@@ -160,7 +215,9 @@ def forward_with_tasks(model: nn.Module, x: torch.Tensor, tasks: dict[str, Prete
     for name, task in tasks.items():
         b = batches[name]
         loss_fn = task.per_sample_loss if per_sample else task.loss
-        losses[name] = loss_fn(next(it) if b.inputs is not None else None, clean, b)
+        own = clean if rows[name] == x.shape[0] else clean[:rows[name]]
+        value = loss_fn(next(it) if b.inputs is not None else None, own, b)
+        losses[name] = _pad_per_sample(value, x.shape[0]) if per_sample else value
     return clean, losses
 
 

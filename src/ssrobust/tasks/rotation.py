@@ -10,8 +10,8 @@ Cheaper variants (issue 18; which of them keeps the robustness gains is an empir
 * ``rotations="one"``: one rotation per image, drawn uniformly from the four with the step's
   generator; images that draw 0 degrees reuse the clean forward (about 1.75B images per step
   instead of 4B), unless ``separate_clean``.
-* ``fraction=f``: the task sees only the first ``round(f * B)`` images of the batch (at least one;
-  the batch is already in random order), e.g. 4 rotations on a quarter of the batch cost ~1.75B.
+* ``fraction=f`` (every task has it, see :mod:`ssrobust.tasks.base`): the task sees only the first
+  ``round(f * B)`` images of the batch, e.g. 4 rotations on a quarter of the batch cost ~1.75B.
 """
 
 from __future__ import annotations
@@ -54,21 +54,17 @@ class RotationPrediction(PretextTask):
     ood_scores = ("rotation", "kl_rotation")
     one_class_scores = ("rotnet",)
     provides = frozenset({"rotation"})  # rotation logits of the four rotated copies
+    applies_fraction = True  # prepare slices, per_sample_loss pads (combined with rotations="one")
 
     def __init__(self, num_features: int, separate_clean: bool = False, rotations: str = "all",
                  fraction: float = 1.0) -> None:
         super().__init__(num_features)
         if rotations not in ROTATION_MODES:
             raise ConfigError(f"rotation: rotations must be one of {', '.join(ROTATION_MODES)}, got {rotations!r}")
-        if not 0.0 < float(fraction) <= 1.0:
-            raise ConfigError(f"rotation: fraction must lie in (0, 1], got {fraction}")
+        self.set_fraction(fraction)
         self.separate_clean = separate_clean
-        self.rotations, self.fraction = rotations, float(fraction)
+        self.rotations = rotations
         self.head = TaskHead(num_features, 4)
-
-    def subset_size(self, batch: int) -> int:
-        """How many images of a batch of ``batch`` the task sees."""
-        return batch if self.fraction == 1.0 else max(1, round(self.fraction * batch))
 
     def prepare(self, x: torch.Tensor, generator: torch.Generator | None = None) -> TaskBatch:
         m = self.subset_size(x.shape[0])
