@@ -237,6 +237,8 @@ def test_steps_check_only_when_the_long_attack_has_more_steps():
               gradient_free_images=0)
     assert "monotone_steps" not in checks(off)
     assert off["sanity_checks_failed"] == 0 and off["warnings"] == []
-    assert off["attacks"]["pgd100"]["robust_accuracy"] == off["clean_accuracy"]  # PGD-0 = clean
+    # switched off is recorded as skipped, not as a "PGD-0" robust accuracy equal to clean accuracy
+    assert off["attacks"]["pgd100"]["skipped"] is True and "robust_accuracy" not in off["attacks"]["pgd100"]
+    assert "pgd100" not in off["worst_case_of"] and "ce_vs_margin_loss" in checks(off)
     on = run(QuantizedLinear(quantize=False), sweep_linf=[], sweep_l2=[], gradient_free_images=0)
     assert checks(on)["monotone_steps"]["passed"]

@@ -121,6 +121,10 @@ def _pgd_at_eps(runner: AttackRunner, opts: AdversarialOptions, n: int) -> dict[
             ("pgd20", opts.pgd20_steps, opts.pgd20_step_size, CrossEntropy()),
             ("pgd100", opts.pgd100_steps, opts.pgd100_step_size, CrossEntropy()),
             ("pgd_margin", opts.pgd20_steps, opts.pgd20_step_size, Margin())):
+        if steps == 0:  # switched off (e.g. pgd100_steps=0): no record that reads like PGD-0 = clean
+            record[key] = {"skipped": True, "reason": f"{key}_steps=0" if key != "pgd_margin" else "pgd20_steps=0",
+                           "steps": 0, "eps": opts.eps, "norm": "linf"}
+            continue
         attack = _pgd(runner.ctx, opts, opts.eps, step, steps, objective=objective)
         out = runner.run(key, attack, n, opts.eps, "linf")
         record[key] = _summary(out, eps=opts.eps, norm="linf", steps=steps, step_size=step,
@@ -310,8 +314,10 @@ def _sanity_checks(opts: AdversarialOptions, runner: AttackRunner, clean: Outcom
         checks.append(monotone_check(
             "monotone_steps", [f"PGD-{opts.pgd20_steps}", f"PGD-{opts.pgd100_steps}"],
             [int(out["pgd20"].robust.sum()), int(out["pgd100"].robust.sum())], opts.monotone_tolerance))
-    checks.append(loss_agreement_check(out["pgd20"].robust & out["pgd100"].robust,
-                                       out["pgd_margin"].robust, opts.loss_agreement_tolerance))
+    ce = [out[k].robust for k in ("pgd20", "pgd100") if k in out]
+    if ce and "pgd_margin" in out:
+        robust_ce = ce[0] if len(ce) == 1 else ce[0] & ce[1]
+        checks.append(loss_agreement_check(robust_ce, out["pgd_margin"].robust, opts.loss_agreement_tolerance))
     if "unbounded" in out:
         checks.append(unbounded_check(out["unbounded"], opts.unbounded_tolerance))
     if n:
