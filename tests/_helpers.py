@@ -71,3 +71,25 @@ def load_study(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def counting_model(dtype=None):
+    """A seeded tiny model (5 classes, width 4) in eval mode whose ``forward_features`` records the
+    batch size of every call: ``(model, original forward_features, list of batch sizes)``."""
+    import torch
+
+    from ssrobust.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("tiny", 5, width=4).eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    seen: list[int] = []
+    orig = model.forward_features
+
+    def counting(z):
+        seen.append(z.shape[0])
+        return orig(z)
+
+    model.forward_features = counting
+    return model, orig, seen

@@ -3,24 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import counting_model
 
 from ssrobust.errors import ConfigError
-from ssrobust.models import create_model
 from ssrobust.tasks import build_task, forward_with_tasks, rotate_batch
-
-
-def counting_model():
-    torch.manual_seed(0)
-    model = create_model("tiny", 5, width=4).eval()
-    seen = []
-    orig = model.forward_features
-
-    def counting(z):
-        seen.append(z.shape[0])
-        return orig(z)
-
-    model.forward_features = counting
-    return model, orig, seen
 
 
 def test_one_rotation_per_image_shares_the_clean_forward_for_zero_degrees():

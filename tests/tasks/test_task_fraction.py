@@ -4,26 +4,12 @@ import math
 
 import pytest
 import torch
+from _helpers import counting_model
 
 from ssrobust.errors import ConfigError
-from ssrobust.models import create_model
 from ssrobust.tasks import TASKS, build_task, forward_with_tasks
 
 GENERIC = [name for name in TASKS.names() if not TASKS.get(name).applies_fraction]
-
-
-def counting_model():
-    torch.manual_seed(0)
-    model = create_model("tiny", 5, width=4).double().eval()  # eval: BatchNorm ignores batch composition
-    seen = []
-    orig = model.forward_features
-
-    def counting(z):
-        seen.append(z.shape[0])
-        return orig(z)
-
-    model.forward_features = counting
-    return model, seen
 
 
 def test_every_task_but_rotation_gets_fraction_from_the_base_class():
@@ -34,7 +20,7 @@ def test_every_task_but_rotation_gets_fraction_from_the_base_class():
 
 @pytest.mark.parametrize("name", GENERIC)
 def test_fraction_forwards_and_scores_only_the_first_images(name):
-    model, seen = counting_model()
+    model, _, seen = counting_model(torch.float64)
     x = torch.rand(8, 3, 32, 32, dtype=torch.float64)
     torch.manual_seed(1)
     part = build_task(name, model.num_features, fraction=0.25).double().eval()
@@ -57,7 +43,7 @@ def test_fraction_forwards_and_scores_only_the_first_images(name):
 
 @pytest.mark.parametrize("name", GENERIC)
 def test_fraction_per_sample_losses_are_zero_outside_and_average_to_the_loss(name):
-    model, _ = counting_model()
+    model, _, _ = counting_model(torch.float64)
     x = torch.rand(6, 3, 32, 32, dtype=torch.float64)
     task = build_task(name, model.num_features, fraction=0.5).double().eval()
     with torch.no_grad():
