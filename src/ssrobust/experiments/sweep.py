@@ -24,6 +24,7 @@ from .sweep_jobs import (EXECUTORS, InlineExecutor, Job, Outcome, run_local, run
 from .sweep_spec import SweepSpec
 
 SUMMARY_JSON, SUMMARY_MD, SUMMARY_FIG = "summary.json", "summary.md", "summary_error_bars.png"
+LABEL_NOISE_REPORT = "label_noise_report"
 
 
 @dataclass
@@ -74,10 +75,11 @@ def dry_run_lines(planned: list[Planned]) -> list[str]:
 
 
 def run_sweep(spec: SweepSpec, executor: str = "local", parallel: int = 1,
-              echo: Callable[[str], None] = print) -> list[Outcome]:
+              echo: Callable[[str], None] = print, label_noise_report: bool = True) -> list[Outcome]:
     """Launch the unfinished runs of ``spec``; local and debug wait for them and write the
-    summary, Slurm submits one array and returns (rerun with ``--summary-only`` when it is done).
-    A failed job is reported with its log and does not stop the others."""
+    summary (:func:`write_summary`), Slurm submits one array and returns (rerun with
+    ``--summary-only`` when it is done). A failed job is reported with its log and does not stop
+    the others."""
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if parallel < 1:
@@ -93,7 +95,7 @@ def run_sweep(spec: SweepSpec, executor: str = "local", parallel: int = 1,
             return [Outcome(j.run.name, "submitted") for j in todo]
         outcomes = run_stages(todo, spec.out, parallel if executor == "local" else 1,
                               _executor(spec.out, executor), echo)
-        write_summary(spec)
+        write_summary(spec, label_noise_report)
     return outcomes
 
 
@@ -174,10 +176,16 @@ def summarize(spec: SweepSpec) -> dict:
         return write_summary(spec)
 
 
-def write_summary(spec: SweepSpec) -> dict:
-    """Pool the finished runs of each arm into ``summary.json`` / ``.md`` and an error-bar plot."""
+def write_summary(spec: SweepSpec, label_noise_report: bool = True) -> dict:
+    """Pool the finished runs of each arm into ``summary.json`` / ``.md`` and an error-bar plot.
+
+    A spec whose runs corrupt their labels (``data.label_noise``) also gets the Table 2 / Fig. 4
+    report of :func:`ssrobust.experiments.label_noise.spec_report` in ``<out>/label_noise_report/``
+    (seeds pooled) and its records under ``label_noise`` in ``summary.json``.
+    """
     from ..report.base import Table
     from ..report.seeds import aggregate, error_bar_figure, tables
+    from .label_noise import spec_records, spec_report
 
     groups = _results(spec)
     agg = aggregate(groups, spec.metrics, spec.baseline)
@@ -190,6 +198,12 @@ def write_summary(spec: SweepSpec) -> dict:
     parts += [p for t in tables(agg, spec.baseline) for p in (t.markdown(), "")]
     if fig is not None:
         parts += [f"![error bars]({SUMMARY_FIG})", ""]
+    records = spec_records(spec) if label_noise_report else []
+    if records:
+        summary["label_noise"] = records
+        spec_report(spec, spec.out / LABEL_NOISE_REPORT, records)
+        parts += [f"Label corruption (Table 2 / Fig. 4, seeds pooled): "
+                  f"[{LABEL_NOISE_REPORT}/report.md]({LABEL_NOISE_REPORT}/report.md)", ""]
     write_text_atomic(spec.out / SUMMARY_JSON, json.dumps(summary, indent=1) + "\n")
     write_text_atomic(spec.out / SUMMARY_MD, "\n".join(parts))
     return summary
