@@ -180,12 +180,12 @@ def write_summary(spec: SweepSpec, label_noise_report: bool = True) -> dict:
     """Pool the finished runs of each arm into ``summary.json`` / ``.md`` and an error-bar plot.
 
     A spec whose runs corrupt their labels (``data.label_noise``) also gets the Table 2 / Fig. 4
-    report of :func:`ssrobust.experiments.label_noise.spec_report` in ``<out>/label_noise_report/``
+    report of :func:`ssrobust.experiments.label_noise_pooled.spec_report` in ``<out>/label_noise_report/``
     (seeds pooled) and its records under ``label_noise`` in ``summary.json``.
     """
     from ..report.base import Table
     from ..report.seeds import aggregate, error_bar_figure, tables
-    from .label_noise import spec_records, spec_report
+    from .label_noise_pooled import spec_records, spec_report
 
     groups = _results(spec)
     agg = aggregate(groups, spec.metrics, spec.baseline)
