@@ -45,7 +45,7 @@ from ssrobust.runs.config import RunConfig
 from ssrobust.experiments.run import train_and_evaluate as fit
 from ssrobust.runs.network import build_network
 from ssrobust.train.trainer import accuracy_on
-from ssrobust.runs.precision import autocast_context
+from ssrobust.runs.precision import autocast_context, cpu_summary
 from ssrobust.train.recipe import apply_threads, init_model_from_data, resolve_channels_last
 from ssrobust.runs.rundir import CHECKPOINT, RESULTS, read_metrics
 from ssrobust.train.strategies import build_strategy
@@ -284,7 +284,7 @@ def main() -> None:
     overrides = list(a.set) + ([f"threads={a.threads}"] if a.threads else [])
     info = {"benchmark": "time_to_accuracy", "smoke": smoke, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "data": str(a.data), "airbench_floor_pflop": AIRBENCH_FLOOR_PFLOP, "overrides": overrides,
-            "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "threads": threads,
+            "machine": {"platform": platform.platform(), "cpu": cpu_summary(), "cores": os.cpu_count(), "threads": threads,
                         "torch": torch.__version__, "loadavg_before": os.getloadavg()}}
     runs, cache = [], {}
 

@@ -33,7 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ssrobust.models import create_model
 from ssrobust.tasks import build_task, rotate_batch
 from ssrobust.runs.network import Network
-from ssrobust.runs.precision import cpu_has_fast_bf16, resolve_precision
+from ssrobust.runs.precision import cpu_has_fast_bf16, cpu_summary, resolve_precision
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
@@ -143,7 +143,7 @@ def main() -> None:
         rows += bench_model(name, a.batch, a.steps, a.warmup, a.variants.split(","), peaks)
     finalize(rows, a.batch)
     out = {"benchmark": "train_throughput", "date": time.strftime("%Y-%m-%d"),
-           "machine": {"platform": platform.platform(), "processor": platform.processor(),
+           "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu": cpu_summary(),
                        "threads": torch.get_num_threads(), "cpu_has_fast_bf16": cpu_has_fast_bf16(),
                        "torch": torch.__version__},
            "batch": a.batch, "steps": a.steps, "matmul_peak_gflops": peaks, "rows": rows}

@@ -3,7 +3,12 @@
 ``fp32``: no autocast. ``bf16``: autocast to bfloat16 (CPU or CUDA). ``fp16``: autocast to float16
 with a GradScaler (CUDA only; on CPU fp16 is rejected because CPU fp16 kernels are slow and
 unscaled fp16 gradients underflow). ``auto``: bf16 on CUDA devices that support it and on CPUs with
-native bf16 matrix units (AMX / AVX512-BF16), otherwise fp32.
+AMX tile units (``amx_bf16``), otherwise fp32.
+
+Why AMX only: the AVX512-BF16 dot-product instructions alone do not make bf16 training faster. On a
+2-core AMD EPYC Zen 4 (``avx512_bf16``, no AMX), 2026-12-01, a fastnet training step ran at 242 img/s
+in bf16 against 260 in fp32 (batch 1024; 583 vs 601 at width 128, batch 256), while an AMX machine
+ran bf16 about 6x faster than fp32 (``benchmarks/results/time_to_accuracy_probe_zen4.json``).
 """
 
 from __future__ import annotations
@@ -17,14 +22,48 @@ import torch
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has native bf16 matrix instructions (checked through /proc/cpuinfo)."""
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The feature flags named on the ``flags`` lines of a ``/proc/cpuinfo`` text."""
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            flags.update(value.split())
+    return flags
+
+
+def _read_cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return f.read()
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        return ""
+
+
+def cpu_summary(cpuinfo: str | None = None) -> dict[str, str | bool]:
+    """What a timing depends on, for the record next to every figure: the CPU's model name,
+    family/model numbers, its widest SIMD (``avx512``, ``avx2``, ``avx`` or ``other``) and whether
+    it has AVX512-BF16 and AMX. Fields are empty where ``/proc/cpuinfo`` is missing (not Linux)."""
+    text = _read_cpuinfo() if cpuinfo is None else cpuinfo
+    first: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in first:
+            first[key.strip()] = value.strip()
+    flags = cpu_flags(text)
+    simd = next((name for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"))
+                 if flag in flags), "other")
+    return {"model_name": first.get("model name", ""), "family": first.get("cpu family", ""),
+            "model": first.get("model", ""), "simd": simd if flags else "",
+            "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags}
+
+
+def cpu_has_fast_bf16(cpuinfo: str | None = None) -> bool:
+    """True when this CPU has AMX bf16 tile units (``amx_bf16`` among the ``/proc/cpuinfo`` flags).
+
+    ``cpuinfo`` is the text to read instead of ``/proc/cpuinfo`` (tests). ``avx512_bf16`` alone does
+    not count: measured slower than fp32 for training (module docstring)."""
+    return "amx_bf16" in cpu_flags(_read_cpuinfo() if cpuinfo is None else cpuinfo)
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

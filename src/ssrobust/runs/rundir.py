@@ -30,6 +30,7 @@ from ..runfiles import (CHECKPOINT, CONFIG, META, METRICS, MODEL, RESULTS, metri
                         read_json, read_metrics, write_json, write_text_atomic)
 from ..typedconfig import from_dict, to_dict
 from .config import RunConfig
+from .precision import cpu_summary
 
 
 
@@ -73,7 +74,7 @@ def library_versions() -> dict[str, str]:
 def make_meta(cfg: RunConfig, device: str, precision: str, world: int) -> dict[str, Any]:
     return {"code": code_version(), "libraries": library_versions(), "seed": cfg.seed,
             "device": device, "precision": precision, "world_size": world,
-            "host": socket.gethostname(), "platform": platform.platform(),
+            "host": socket.gethostname(), "platform": platform.platform(), "cpu": cpu_summary(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
