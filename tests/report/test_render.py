@@ -153,6 +153,19 @@ def test_summary_shows_the_resolved_task_forward(tmp_path):
     assert summary_row(md, "old_auto").endswith("| – |")
 
 
+def test_summary_names_the_machine_each_run_trained_on(tmp_path):
+    cpu = {"model_name": "AMD EPYC", "family": "25", "model": "17", "simd": "avx512", "avx512_bf16": True,
+           "amx": False}
+    meta = {"device": "cpu", "precision": "fp32", "threads": 2, "cpu": cpu, "libraries": {"torch": "2.13.0+cpu"},
+            "code": {"ssrobust": "9.9"}}
+    runs = [dict(_result("new", 0.5, {}), meta=meta), dict(_result("old", 0.5, {}), meta={})]
+    md = (render_results(runs, tmp_path / "rep") / "report.md").read_text()
+    assert "| run | device | precision | threads | CPU | torch | ssrobust |" in md
+    assert ("| new | cpu | fp32 | 2 | AMD EPYC (family 25 model 17; avx512, AVX512-BF16) | 2.13.0+cpu | 9.9 |"
+            in md)
+    assert "| old | – | – | – | – | – | – |" in md  # a results.json from before meta.cpu
+
+
 def test_a_folder_named_like_the_stage_is_left_alone(tmp_path, monkeypatch):
     """The report stages in a folder it creates itself; a user's folder with the old stage name
     (``.report.tmp<pid>``) and its files survive a render."""

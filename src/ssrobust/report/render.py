@@ -216,7 +216,27 @@ def _summary(results: list[dict], names: list[str]) -> Section:
                      f"{ips:.0f}" if ips else "–", pct(clean.get("accuracy")), _task_forward(r)])
     table = Table(["run", "model", "tasks", "strategy", "epochs", "train time (s)", "train img/s",
                    "clean acc (%)", "task forward"], rows)
-    return Section("Summary", tables=[table])
+    return Section("Summary", tables=[table, _machine_table(results, names)])
+
+
+def _cpu_text(cpu: dict | None) -> str:
+    """``meta.cpu`` as one cell, e.g. "AMD EPYC (family 25 model 17; avx512, AVX512-BF16)"."""
+    if not cpu or not cpu.get("model_name"):
+        return "–"
+    extras = [cpu.get("simd") or "?"] + [label for key, label in (("amx", "AMX"), ("avx512_bf16", "AVX512-BF16"))
+                                         if cpu.get(key)]
+    return f"{cpu['model_name']} (family {cpu.get('family', '?')} model {cpu.get('model', '?')}; {', '.join(extras)})"
+
+
+def _machine_table(results: list[dict], names: list[str]) -> Table:
+    """Where each run trained: timings are only comparable on the same machine and settings."""
+    rows = []
+    for n, r in zip(names, results):
+        meta = r.get("meta", {})
+        rows.append([n, meta.get("device", "–"), meta.get("precision", "–"), meta.get("threads", "–"),
+                     _cpu_text(meta.get("cpu")), meta.get("libraries", {}).get("torch", "–"),
+                     meta.get("code", {}).get("ssrobust", "–")])
+    return Table(["run", "device", "precision", "threads", "CPU", "torch", "ssrobust"], rows)
 
 
 def _task_forward(result: dict) -> str:
