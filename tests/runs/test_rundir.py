@@ -53,3 +53,11 @@ def test_a_corrupt_metrics_log_stops_a_resume_with_exit_2(tmp_path, capsys):
     assert main(["train"] + [f"{k}={json.dumps(v)}" for k, v in cfg.items()]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run / 'metrics.jsonl'}: line 2 is not a JSON object" in err
+
+
+def test_run_metadata_records_the_cpu_it_ran_on():
+    from ssrobust.runs.precision import cpu_summary
+    from ssrobust.runs.rundir import make_meta
+
+    meta = make_meta(make_config(None, []), "cpu", "fp32", 1)
+    assert meta["cpu"] == cpu_summary() and meta["precision"] == "fp32"
