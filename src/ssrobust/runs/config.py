@@ -37,6 +37,32 @@ class AveragingConfig:
             raise ConfigError(f"optim.averaging.power must be a finite number >= 0, got {self.power}")
 
 
+@dataclass
+class MuonConfig:
+    """Orthogonalized (Muon) steps for every trainable conv filter (4-d weight); ``lr`` 0 = off.
+
+    ``lr``: the filters' peak step, scheduled like ``optim.lr`` (same warm-up and decay, scaled by
+    ``lr / optim.lr``); with ``normalize`` each step moves a filter bank by about ``lr`` times its
+    norm. ``momentum`` / ``nesterov`` of the filters' momentum; ``ns_steps``: Newton-Schulz
+    iterations; ``normalize``: keep each filter bank at Frobenius norm ``sqrt(out_channels)`` (right
+    for convs followed by normalization, which makes their scale irrelevant). The filters get no
+    weight decay; every other parameter keeps ``optim``'s SGD settings."""
+
+    lr: float = 0.0
+    momentum: float = 0.6
+    nesterov: bool = True
+    ns_steps: int = 3
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        check_number("optim.muon.lr", self.lr, low=0.0)
+        check_number("optim.muon.momentum", self.momentum, 0.0, 1.0, high_open=True)
+        if self.nesterov and self.momentum <= 0:
+            raise ConfigError("optim.muon.nesterov needs optim.muon.momentum > 0")
+        if not 1 <= self.ns_steps <= 20:
+            raise ConfigError(f"optim.muon.ns_steps must lie in [1, 20], got {self.ns_steps}")
+
+
 TASK_FORWARDS = ("auto", "joint", "separate")
 FREEZE_MODES = ("none", "backbone")  # what a run does not train (see ssrobust.train.freeze)
 DEFAULT_TASK_WEIGHT = 0.5
@@ -86,7 +112,8 @@ class OptimConfig:
 
     Recipe options (all off by default): ``label_smoothing`` of the classifier's cross-entropy;
     ``bias_lr_scale`` / ``bias_weight_decay``: lr multiplier and weight decay (None: the run's) of
-    biases and normalization parameters; ``averaging``: EMA or lookahead weights."""
+    biases and normalization parameters; ``averaging``: EMA or lookahead weights; ``muon``:
+    orthogonalized steps for the conv filters (:class:`MuonConfig`)."""
 
     lr: float = 0.1
     momentum: float = 0.9
@@ -99,6 +126,7 @@ class OptimConfig:
     bias_lr_scale: float = 1.0
     bias_weight_decay: float | None = None
     averaging: AveragingConfig = field(default_factory=AveragingConfig)
+    muon: MuonConfig = field(default_factory=MuonConfig)
 
     def __post_init__(self) -> None:
         # A NaN/inf/zero rate would train for hours and then fail (or silently not train at all).

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..images import unit_float
+from ..runs.config import MuonConfig
 
 
 def usable_cores() -> int:
@@ -95,6 +96,22 @@ def parameter_groups(net: nn.Module, lr_scale: float, weight_decay: float | None
     if weight_decay is not None:
         small["weight_decay"] = float(weight_decay)
     return [{"params": [p for p in params if not is_bias_or_norm(p)]}, small]
+
+
+def split_filter_group(groups: list[dict[str, Any]], lr: float, muon: MuonConfig) -> list[dict[str, Any]]:
+    """``groups`` with every 4-d (conv filter) parameter moved into one last group of orthogonalized
+    steps (:class:`~ssrobust.train.muon.OrthoSGD`): ``lr_scale = muon.lr / lr``, the filters'
+    momentum, no weight decay. Fails if there is no such parameter (``optim.muon`` would do nothing)."""
+    filters = [p for g in groups for p in g["params"] if p.ndim == 4]
+    if not filters:
+        raise ConfigError("optim.muon.lr > 0 but the model has no trainable conv filters (4-d weights); "
+                          "set optim.muon.lr=0")
+    out = [{**g, "params": [p for p in g["params"] if p.ndim != 4]} for g in groups]
+    out = [g for g in out if g["params"]]
+    out.append({"params": filters, "lr_scale": muon.lr / lr, "momentum": muon.momentum,
+                "nesterov": muon.nesterov, "weight_decay": 0.0, "orthogonalize": True,
+                "ns_steps": muon.ns_steps, "normalize": muon.normalize})
+    return out
 
 
 def check_label_smoothing(value: float, strategy_name: str, supported: bool) -> None:

@@ -22,7 +22,9 @@ from ..runs.rundir import CHECKPOINT, METRICS, MetricsLog, make_meta, write_json
 from ..runs.runstart import RunStart
 from ..weighting.base import Weighting, build_weighting
 from .averaging import WeightAveraging
-from .recipe import check_label_smoothing, init_model_from_data, parameter_groups, resolve_channels_last
+from .muon import OrthoSGD
+from .recipe import (check_label_smoothing, init_model_from_data, parameter_groups, resolve_channels_last,
+                     split_filter_group)
 from .freeze import freeze_parameters
 from .strategies import PrepareContext, Strategy, build_strategy
 
@@ -42,7 +44,7 @@ def resolve_task_forward(task_forward: str, weighting: Weighting) -> str:
     return task_forward
 
 
-def build_optimizer(cfg: RunConfig, net: nn.Module, weighting: Weighting) -> torch.optim.SGD:
+def build_optimizer(cfg: RunConfig, net: nn.Module, weighting: Weighting) -> torch.optim.Optimizer:
     skip = set(getattr(weighting, "no_weight_decay", lambda: [])())
     w_params = list(weighting.named_parameters())
     groups = parameter_groups(net, cfg.optim.bias_lr_scale, cfg.optim.bias_weight_decay)
@@ -53,8 +55,11 @@ def build_optimizer(cfg: RunConfig, net: nn.Module, weighting: Weighting) -> tor
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
     o = cfg.optim
-    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                           weight_decay=o.weight_decay)
+    nesterov = o.nesterov and o.momentum > 0
+    if not o.muon.lr:
+        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=nesterov, weight_decay=o.weight_decay)
+    return OrthoSGD(split_filter_group(groups, o.lr, o.muon), lr=o.lr, momentum=o.momentum, nesterov=nesterov,
+                    weight_decay=o.weight_decay)
 
 
 @dataclass
@@ -73,7 +78,7 @@ class Session:
     net: Network
     weighting: Weighting
     strategy: Strategy
-    optimizer: torch.optim.SGD
+    optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loader: DeviceLoader
     state: TrainState = field(default_factory=TrainState)
