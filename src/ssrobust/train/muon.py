@@ -32,9 +32,9 @@ def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.T
     wide = x.shape[0] <= x.shape[1]
     if not wide:
         x = x.T  # iterate on the smaller Gram matrix
-    for _ in range(steps):
+    for _ in range(steps):  # x <- a x + (b G + c G^2) x with G = x x^T, as two fused matmuls
         gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     if not wide:
         x = x.T
     return x.reshape(g.shape).to(g.dtype)
