@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from _helpers import make_image_folder
 
 from ssrobust.api import make_config
@@ -34,3 +35,18 @@ def test_preset_trains_and_evaluates_when_shrunk(tmp_path, preset):
     res = json.loads((run / "results.json").read_text())
     assert res["suites"]["clean"]["n"] == 6 and res["suites"]["clean"]["tta"] == cfg.eval.tta
     assert json.loads((run / "meta.json").read_text())["channels_last"] is True  # auto on a CPU
+
+
+def test_the_fast_at_90min_arms_differ_only_in_the_rotation_task():
+    """cifar10_fast_at_90min is the paired no-task arm of cifar10_fast_at_rotation_90min: removing
+    the task, its options and the task's two attack options from the rotation preset gives it."""
+    folder = PRESETS[0].parent
+    plain = yaml.safe_load((folder / "cifar10_fast_at_90min.yaml").read_text())
+    rot = yaml.safe_load((folder / "cifar10_fast_at_rotation_90min.yaml").read_text())
+    assert rot["tasks"] == ["rotation:0.5"] and "tasks" not in plain and "task_options" not in plain
+    assert rot["strategy"]["options"].pop("attack_ss_weight") == 1.0
+    assert rot["strategy"]["options"].pop("tasks_on") == "adv"
+    for key in ("name", "tasks", "task_options"):
+        rot.pop(key)
+        plain.pop(key, None)
+    assert rot == plain
