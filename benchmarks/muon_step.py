@@ -2,8 +2,9 @@
 
 Both optimizers step the parameters of one fastnet (random gradients, fixed seed), in the same run
 and with the same thread count: ``OrthoSGD`` with every trainable 4-d filter in an orthogonalized
-group and the rest as SGD (how the loop builds it when ``optim.muon.lr > 0``), and plain SGD with
-momentum over everything (the loop's optimizer otherwise). The difference is what Muon adds to a
+group and the rest as SGD (groups built by the loop's own ``split_filter_group``, as when
+``optim.muon.lr > 0``), and plain SGD with momentum over everything (the loop's optimizer
+otherwise). The difference is what Muon adds to a
 training step; the forward and backward passes are not part of it.
 
     python benchmarks/muon_step.py                       # widths 64,128,128 and 64,256,256
@@ -25,8 +26,10 @@ from pathlib import Path
 import torch
 
 from ssrobust.models.fastnet import FastNet
+from ssrobust.runs.config import MuonConfig
 from ssrobust.runs.precision import cpu_summary
 from ssrobust.train.muon import OrthoSGD
+from ssrobust.train.recipe import split_filter_group
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,10 +51,9 @@ def measure(widths: list[int], steps: int) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p)
-    filters = [p for p in params if p.ndim == 4]
-    rest = [p for p in params if p.ndim != 4]
-    ortho = OrthoSGD([{"params": filters, "orthogonalize": True, "momentum": 0.6},
-                      {"params": rest}], lr=0.01, momentum=0.85, nesterov=True)
+    groups = split_filter_group([{"params": params}], lr=0.01, muon=MuonConfig(lr=0.001))  # as the loop
+    filters = groups[-1]["params"]
+    ortho = OrthoSGD(groups, lr=0.01, momentum=0.85, nesterov=True)
     sgd = torch.optim.SGD(params, lr=0.01, momentum=0.85, nesterov=True)
     o, s = ms_per_step(ortho, steps), ms_per_step(sgd, steps)
     return {"widths": widths, "filter_shapes": [list(p.shape) for p in filters],
